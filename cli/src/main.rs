@@ -1,0 +1,2 @@
+//! The constellation command.
+fn main() {}

@@ -1,2 +1,351 @@
-//! The constellation command.
-fn main() {}
+//! The `constellation` command: batch runs on one node, the recipe list, synthetic fixtures
+//! and a demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use engine::io::cog::Compression;
+use engine::io::scene::{InputSpec, Scene};
+use engine::pipeline::Prepared;
+use engine::recipe::{self, Params};
+use engine::run::{RunOptions, RunSummary};
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod demo;
+
+#[derive(Debug, Parser)]
+#[command(name = "constellation", version, about = "GPU-first satellite tile processing")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// The best backend available (CUDA, then a hardware wgpu adapter, then CPU).
+    Auto,
+    /// The rayon CPU backend, the reference.
+    Cpu,
+    /// wgpu compute shaders.
+    Wgpu,
+    /// CUDA through NVRTC.
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SceneKindArg {
+    Sentinel2,
+    Landsat,
+    Dem,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A named recipe (see `constellation recipes`).
+    #[arg(long, conflicts_with = "expr", required_unless_present = "expr")]
+    recipe: Option<String>,
+    /// An inline band-math expression over the input roles, e.g. "(nir-red)/(nir+red)".
+    #[arg(long)]
+    expr: Option<String>,
+    /// Inputs as `[role=]path[#band]`: one multi-band file or per-band files; anything GDAL
+    /// opens, /vsicurl/ included. Roles are inferred from Landsat/Sentinel-2 file names.
+    #[arg(long = "input", short = 'i', required = true, num_args = 1..)]
+    inputs: Vec<String>,
+    /// Output folder (created if missing).
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Tile size in pixels.
+    #[arg(long, default_value_t = 512)]
+    tile_px: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Recipe parameters as key=value (e.g. boa_add_offset=0, azimuth=300, l=0.5).
+    #[arg(long = "param", short = 'p')]
+    params: Vec<String>,
+    /// COG compression: deflate or zstd.
+    #[arg(long, default_value = "deflate")]
+    compression: String,
+    /// Nodata value written to the output.
+    #[arg(long, default_value_t = -9999.0, allow_negative_numbers = true)]
+    nodata: f64,
+    /// Print the summary as JSON on stdout (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a recipe or an expression over one scene and write a COG and a STAC Item.
+    Run(RunArgs),
+    /// List the recipes.
+    Recipes {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a deterministic synthetic scene (GeoTIFF band files).
+    Fixtures {
+        #[arg(long, value_enum, default_value_t = SceneKindArg::Sentinel2)]
+        kind: SceneKindArg,
+        /// Width (and height) in pixels; 10980 gives a full Sentinel-2 tile.
+        #[arg(long, default_value_t = 1024)]
+        size_px: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Generate synthetic scenes and run the main recipes over them (and over the real
+    /// fixtures, when given).
+    Demo {
+        /// Output folder.
+        #[arg(long, short = 'o', default_value = "out/demo")]
+        out: PathBuf,
+        /// Size of the synthetic scenes in pixels.
+        #[arg(long, default_value_t = 2048)]
+        size_px: usize,
+        /// The folder of real rasters (Landsat, Sentinel-2, DEM), if present.
+        #[arg(long)]
+        real: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes joined.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let summary = run(&args)?;
+            report(&summary, args.json);
+            Ok(())
+        }
+        Command::Recipes { json } => recipes(json),
+        Command::Fixtures {
+            kind,
+            size_px,
+            seed,
+            out,
+        } => {
+            let spec = scene_spec(kind, size_px, seed);
+            let scene = fixtures::generate(&spec, &out)
+                .with_context(|| format!("cannot write fixtures to {}", out.display()))?;
+            for (role, path) in &scene.bands {
+                println!("{role}\t{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Demo { out, size_px, real } => demo::run_demo(&out, size_px, real.as_deref()),
+    }
+}
+
+fn scene_spec(kind: SceneKindArg, size_px: usize, seed: u64) -> fixtures::SceneSpec {
+    match kind {
+        SceneKindArg::Sentinel2 => fixtures::SceneSpec::sentinel2(size_px, seed),
+        SceneKindArg::Landsat => fixtures::SceneSpec::landsat(size_px, size_px, seed),
+        SceneKindArg::Dem => fixtures::SceneSpec::dem(size_px, size_px, seed),
+    }
+}
+
+pub(crate) fn parse_params(raw: &[String]) -> Result<Params> {
+    raw.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("invalid parameter {kv:?}: expected key=value"),
+        })
+        .collect()
+}
+
+fn check_backend(backend: Backend) -> Result<()> {
+    match backend {
+        Backend::Auto | Backend::Cpu => Ok(()),
+        Backend::Wgpu | Backend::Cuda => bail!(
+            "backend {} is not available in this build; use --backend cpu",
+            format!("{backend:?}").to_lowercase()
+        ),
+    }
+}
+
+/// Runs one recipe over one scene.
+pub(crate) fn run(args: &RunArgs) -> Result<RunSummary> {
+    check_backend(args.backend)?;
+    if args.tile_px < 16 || args.tile_px > 16_384 {
+        bail!("--tile-px must be between 16 and 16384, got {}", args.tile_px);
+    }
+    let workers = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => {
+            // Kernels share rayon's global pool; size it once, before any work.
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+            n
+        }
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let params = parse_params(&args.params)?;
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|s| InputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let recipe = match (&args.recipe, &args.expr) {
+        (Some(name), _) => recipe::by_name(name, &params)?,
+        (None, Some(text)) => {
+            let roles = expression_roles(&inputs)?;
+            recipe::expression_recipe(text, &roles)?
+        }
+        (None, None) => bail!("give --recipe or --expr"),
+    };
+    let prepared = Prepared::new(recipe)?;
+    let scene = Scene::open(&inputs, &prepared.recipe)?;
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        tile_px: args.tile_px,
+        workers,
+        nodata: args.nodata,
+        compression: Compression::parse(&args.compression)?,
+    };
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} tiles {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(prepared.recipe.name.clone());
+        bar
+    };
+    let summary = engine::run::run(&prepared, &scene, &opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// Roles for an expression: explicit `role=` names, inferred names, or `b1`, `b2` … for the
+/// bands of a single multi-band file.
+fn expression_roles(inputs: &[InputSpec]) -> Result<Vec<String>> {
+    if inputs.len() == 1 && inputs[0].role.is_none() && inputs[0].band.is_none() {
+        if let Some(role) = engine::io::scene::infer_role(&inputs[0].path) {
+            return Ok(vec![role.to_string()]);
+        }
+        let ds = gdal::Dataset::open(&inputs[0].path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", inputs[0].path))?;
+        return Ok((1..=ds.raster_count()).map(|i| format!("b{i}")).collect());
+    }
+    inputs
+        .iter()
+        .map(|s| {
+            s.role
+                .clone()
+                .or_else(|| engine::io::scene::infer_role(&s.path).map(str::to_string))
+                .with_context(|| format!("name the band of {} as role=path", s.path))
+        })
+        .collect()
+}
+
+pub(crate) fn report(s: &RunSummary, json: bool) {
+    if json {
+        let bands: Vec<_> = s
+            .bands
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name,
+                    "count": b.stats.count,
+                    "min": b.stats.min(),
+                    "max": b.stats.max(),
+                    "mean": b.stats.mean(),
+                    "std": b.stats.std(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "recipe": s.recipe,
+            "cog": s.cog,
+            "stac": s.stac,
+            "tiles": s.tiles,
+            "width_px": s.width_px,
+            "height_px": s.height_px,
+            "megapixels": s.megapixels,
+            "seconds": s.seconds,
+            "mpx_per_s": s.mpx_per_s(),
+            "bands": bands,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {} tiles, {:.1} Mpx ({}×{}) in {:.2} s, {:.1} Mpx/s",
+            s.recipe,
+            s.tiles,
+            s.megapixels,
+            s.width_px,
+            s.height_px,
+            s.seconds,
+            s.mpx_per_s()
+        );
+        for b in &s.bands {
+            match (b.stats.min(), b.stats.max(), b.stats.mean()) {
+                (Some(min), Some(max), Some(mean)) => println!(
+                    "  {}: {} valid px, min {min:.4}, max {max:.4}, mean {mean:.4}",
+                    b.name, b.stats.count
+                ),
+                _ => println!("  {}: no valid pixels", b.name),
+            }
+        }
+        println!("  cog  {}", s.cog.display());
+        println!("  stac {}", s.stac.display());
+    }
+}
+
+fn recipes(json: bool) -> Result<()> {
+    let all = recipe::catalog(&Params::new())?;
+    if json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "description": r.description,
+                    "roles": r.roles().collect::<Vec<_>>(),
+                    "outputs": r.outputs.iter().map(|o| &o.plane).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let width = all.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        for r in &all {
+            println!(
+                "{:width$}  roles: {:28}  {}",
+                r.name,
+                r.roles().collect::<Vec<_>>().join(","),
+                r.description
+            );
+        }
+        println!(
+            "{:width$}  roles: {:28}  an inline expression: --expr \"(nir-red)/(nir+red)\"",
+            "expr", "any"
+        );
+    }
+    Ok(())
+}

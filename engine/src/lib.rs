@@ -1,1 +1,16 @@
-//! The tile engine.
+//! The tile engine: grids and tiles, recipes and their execution, and (with the `gdal`
+//! feature) raster I/O, COG and STAC output, and the batch runner behind `constellation run`.
+
+pub mod error;
+pub mod grid;
+pub mod pipeline;
+pub mod recipe;
+pub mod stac;
+pub mod tiling;
+
+#[cfg(feature = "gdal")]
+pub mod io;
+#[cfg(feature = "gdal")]
+pub mod run;
+
+pub use error::{EngineError, Result};

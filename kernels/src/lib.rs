@@ -16,6 +16,7 @@ pub mod index;
 pub mod mask;
 pub mod pansharpen;
 pub mod plane;
+pub mod scale;
 pub mod stats;
 pub mod terrain;
 pub mod warp;

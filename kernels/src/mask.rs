@@ -1,1 +1,198 @@
-//! placeholder: filled in by its kernel's work
+//! Cloud masks from Landsat Collection 2 `QA_PIXEL` bits and Sentinel-2 `SCL` classes, and
+//! `apply_mask`, which writes nodata where a mask says so.
+
+use rayon::prelude::*;
+
+use crate::error::{check_len, KernelError};
+use crate::plane::PIXELS_PER_TASK;
+
+/// Landsat Collection 2 `QA_PIXEL` bit numbers.
+pub mod landsat_bits {
+    pub const FILL: u32 = 0;
+    pub const DILATED_CLOUD: u32 = 1;
+    pub const CIRRUS: u32 = 2;
+    pub const CLOUD: u32 = 3;
+    pub const CLOUD_SHADOW: u32 = 4;
+    pub const SNOW: u32 = 5;
+    pub const CLEAR: u32 = 6;
+    pub const WATER: u32 = 7;
+}
+
+/// Sentinel-2 scene classification (`SCL`) classes.
+pub mod scl_classes {
+    pub const NO_DATA: u8 = 0;
+    pub const SATURATED: u8 = 1;
+    pub const DARK_AREA: u8 = 2;
+    pub const CLOUD_SHADOW: u8 = 3;
+    pub const VEGETATION: u8 = 4;
+    pub const NOT_VEGETATED: u8 = 5;
+    pub const WATER: u8 = 6;
+    pub const UNCLASSIFIED: u8 = 7;
+    pub const CLOUD_MEDIUM: u8 = 8;
+    pub const CLOUD_HIGH: u8 = 9;
+    pub const THIN_CIRRUS: u8 = 10;
+    pub const SNOW: u8 = 11;
+}
+
+/// Which quality codes count as masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskRule {
+    /// Landsat C2 `QA_PIXEL`: masked when any of these bits is set.
+    LandsatQa { bits: u16 },
+    /// Sentinel-2 `SCL`: masked when the class is in this set (`classes[c]`).
+    Scl { classes: [bool; 256] },
+    /// Landsat 8 pre-Collection `BQA`: masked on designated fill (bit 0), cloud (bit 4), or
+    /// high confidence of cloud (bits 14–15 = 3) or cirrus (bits 12–13 = 3).
+    LandsatBqaLegacy,
+}
+
+impl MaskRule {
+    /// Landsat C2: fill, dilated cloud, cirrus, cloud and cloud shadow.
+    pub fn landsat_default() -> Self {
+        use landsat_bits::*;
+        Self::landsat_bits(&[FILL, DILATED_CLOUD, CIRRUS, CLOUD, CLOUD_SHADOW])
+    }
+
+    /// Landsat C2: masked when any of `bits` (0..16) is set.
+    pub fn landsat_bits(bits: &[u32]) -> Self {
+        let bits = bits
+            .iter()
+            .filter(|&&b| b < 16)
+            .fold(0u16, |acc, &b| acc | (1 << b));
+        Self::LandsatQa { bits }
+    }
+
+    /// Sentinel-2: nodata, saturated, cloud shadow, cloud (medium, high) and thin cirrus.
+    pub fn scl_default() -> Self {
+        use scl_classes::*;
+        Self::scl_classes(&[
+            NO_DATA,
+            SATURATED,
+            CLOUD_SHADOW,
+            CLOUD_MEDIUM,
+            CLOUD_HIGH,
+            THIN_CIRRUS,
+        ])
+    }
+
+    /// Sentinel-2: masked when the class is one of `classes`.
+    pub fn scl_classes(classes: &[u8]) -> Self {
+        let mut set = [false; 256];
+        for &c in classes {
+            set[usize::from(c)] = true;
+        }
+        Self::Scl { classes: set }
+    }
+
+    /// Whether a quality value (as read into `f32`) is masked; nodata quality is masked.
+    #[inline(always)]
+    pub fn is_masked(&self, qa: f32) -> bool {
+        if qa.is_nan() || qa < 0.0 {
+            return true;
+        }
+        let code = qa as u32;
+        match self {
+            Self::LandsatQa { bits } => code & u32::from(*bits) != 0,
+            Self::Scl { classes } => code > 255 || classes[code as usize],
+            Self::LandsatBqaLegacy => {
+                code & 1 != 0 || code & (1 << 4) != 0 || (code >> 14) & 3 == 3 || (code >> 12) & 3 == 3
+            }
+        }
+    }
+}
+
+/// Writes the mask itself: 1 where masked, 0 where clear.
+pub fn cloud_mask(qa: &[f32], rule: &MaskRule, out: &mut [f32]) -> Result<(), KernelError> {
+    check_len("cloud_mask", qa.len(), out.len())?;
+    out.par_chunks_mut(PIXELS_PER_TASK)
+        .zip(qa.par_chunks(PIXELS_PER_TASK))
+        .for_each(|(o, q)| {
+            for (o, &q) in o.iter_mut().zip(q) {
+                *o = if rule.is_masked(q) { 1.0 } else { 0.0 };
+            }
+        });
+    Ok(())
+}
+
+/// Sets `data` to nodata wherever `qa` is masked under `rule`.
+pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), KernelError> {
+    check_len("apply_mask", qa.len(), data.len())?;
+    match rule {
+        // The common Landsat case as straight integer arithmetic, which vectorizes.
+        MaskRule::LandsatQa { bits } => {
+            let bits = u32::from(*bits);
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    for (d, &q) in d.iter_mut().zip(q) {
+                        let invalid = q.is_nan() || q < 0.0;
+                        let hit = (q as u32) & bits != 0;
+                        if invalid || hit {
+                            *d = f32::NAN;
+                        }
+                    }
+                });
+        }
+        MaskRule::Scl { .. } | MaskRule::LandsatBqaLegacy => {
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    for (d, &q) in d.iter_mut().zip(q) {
+                        if rule.is_masked(q) {
+                            *d = f32::NAN;
+                        }
+                    }
+                });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landsat_codes_from_real_scenes() {
+        let rule = MaskRule::landsat_default();
+        // 21824 clear land, 21952 clear water, 22280 high-confidence cloud, 1 fill,
+        // 23888 cloud shadow, 55052 cirrus + cloud, 21762 dilated cloud.
+        assert!(!rule.is_masked(21824.0));
+        assert!(!rule.is_masked(21952.0));
+        assert!(rule.is_masked(22280.0));
+        assert!(rule.is_masked(1.0));
+        assert!(rule.is_masked(23888.0));
+        assert!(rule.is_masked(55052.0));
+        assert!(rule.is_masked(21762.0));
+        assert!(rule.is_masked(f32::NAN));
+    }
+
+    #[test]
+    fn legacy_bqa_codes_from_the_pensacola_scene() {
+        let rule = MaskRule::LandsatBqaLegacy;
+        assert!(!rule.is_masked(20480.0)); // clear
+        assert!(!rule.is_masked(20512.0)); // clear
+        assert!(rule.is_masked(61440.0)); // high-confidence cloud and cirrus
+        assert!(rule.is_masked(1.0)); // designated fill
+    }
+
+    #[test]
+    fn scl_classes() {
+        let rule = MaskRule::scl_default();
+        for c in [0u8, 1, 3, 8, 9, 10] {
+            assert!(rule.is_masked(f32::from(c)), "class {c}");
+        }
+        for c in [2u8, 4, 5, 6, 7, 11] {
+            assert!(!rule.is_masked(f32::from(c)), "class {c}");
+        }
+    }
+
+    #[test]
+    fn apply_mask_writes_nodata() {
+        let mut data = [0.5, 0.6, 0.7];
+        apply_mask(&mut data, &[21824.0, 22280.0, 1.0], &MaskRule::landsat_default())
+            .expect("same lengths");
+        assert_eq!(data[0], 0.5);
+        assert!(data[1].is_nan() && data[2].is_nan());
+    }
+}

@@ -1,0 +1,59 @@
+//! Raster I/O through GDAL: scenes from band files, windowed reads with halos and
+//! resampling onto the working grid, tile footprints, and atomic COG writing.
+
+pub mod cog;
+pub mod footprint;
+pub mod read;
+pub mod scene;
+
+use crate::grid::Grid;
+
+/// Turns a GDAL error into a one-line reason.
+pub(crate) fn reason(e: gdal::errors::GdalError) -> String {
+    let s = e.to_string();
+    let s = s.trim().trim_end_matches('.');
+    // GDAL's messages start with a capital; ours are lowercase.
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::from("unknown gdal error"),
+    }
+}
+
+/// The grid of an open dataset.
+pub(crate) fn grid_of(ds: &gdal::Dataset) -> Grid {
+    let (width_px, height_px) = ds.raster_size();
+    let geotransform = ds
+        .geo_transform()
+        .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    let (crs_wkt, epsg) = match ds.spatial_ref() {
+        Ok(mut srs) => {
+            let code = srs
+                .auth_code()
+                .ok()
+                .or_else(|| srs.auto_identify_epsg().ok().and_then(|_| srs.auth_code().ok()))
+                .and_then(|c| u32::try_from(c).ok());
+            (srs.to_wkt().unwrap_or_default(), code)
+        }
+        Err(_) => (String::new(), None),
+    };
+    Grid {
+        width_px,
+        height_px,
+        geotransform,
+        crs_wkt,
+        epsg,
+    }
+}
+
+/// Makes GDAL quiet on stderr (errors still come back as values) and sets sane defaults.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gdal::config::set_error_handler(|_, _, _| {});
+        // Reads of the same block by neighbouring tiles hit GDAL's block cache.
+        if std::env::var_os("GDAL_CACHEMAX").is_none() {
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "512");
+        }
+    });
+}

@@ -1,0 +1,415 @@
+//! Scenes: band files mapped to recipe roles, on one working grid.
+
+use std::path::Path;
+
+use gdal::spatial_ref::SpatialRef;
+use gdal::Dataset;
+
+use crate::error::{EngineError, Result};
+use crate::grid::Grid;
+use crate::io::{grid_of, reason};
+use crate::recipe::{Recipe, Resample};
+
+/// One input as the user gave it: `[role=]path[#band]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub role: Option<String>,
+    pub path: String,
+    /// 1-based band number within the file.
+    pub band: Option<usize>,
+}
+
+impl InputSpec {
+    /// Parses `[role=]path[#band]`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (role, rest) = match text.split_once('=') {
+            Some((r, p)) if is_role_name(r) => (Some(r.to_ascii_lowercase()), p),
+            _ => (None, text),
+        };
+        let (path, band) = match rest.rsplit_once('#') {
+            Some((p, b)) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
+                let n: usize = b
+                    .parse()
+                    .map_err(|_| EngineError::InvalidInput(format!("{text:?}: bad band number")))?;
+                if n == 0 {
+                    return Err(EngineError::InvalidInput(format!(
+                        "{text:?}: band numbers start at 1"
+                    )));
+                }
+                (p, Some(n))
+            }
+            _ => (rest, None),
+        };
+        if path.is_empty() {
+            return Err(EngineError::InvalidInput(format!("{text:?}: empty path")));
+        }
+        Ok(Self {
+            role,
+            path: path.to_string(),
+            band,
+        })
+    }
+}
+
+fn is_role_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && s.as_bytes()[0].is_ascii_alphabetic()
+}
+
+/// The role a band file's name implies, for Landsat (Collection 2 and pre-Collection) and
+/// Sentinel-2 product naming.
+pub fn infer_role(path: &str) -> Option<&'static str> {
+    let name = Path::new(path)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(path)
+        .to_ascii_uppercase();
+    if name.ends_with("QA_PIXEL") || name.ends_with("BQA") {
+        return Some("qa");
+    }
+    if name == "SCL" || name.ends_with("_SCL") || name.ends_with("SCL_20M") {
+        return Some("scl");
+    }
+    if name.ends_with("_DEM") || name == "DEM" {
+        return Some("dem");
+    }
+    let landsat = name.starts_with("LC0")
+        || name.starts_with("LE0")
+        || name.starts_with("LT0")
+        || name.starts_with("L8_")
+        || name.starts_with("L9_")
+        || name.contains("_SR_B");
+    // The band token: the last `B<digits>` (or `B8A`) after an underscore, or the whole name.
+    let token = name.rsplit('_').next().unwrap_or(&name);
+    let token = token.strip_prefix('B')?;
+    if landsat {
+        // Landsat 8/9 OLI numbering.
+        match token {
+            "2" => Some("blue"),
+            "3" => Some("green"),
+            "4" => Some("red"),
+            "5" => Some("nir"),
+            "6" => Some("swir1"),
+            "7" => Some("swir2"),
+            "8" => Some("pan"),
+            _ => None,
+        }
+    } else {
+        // Sentinel-2 MSI numbering.
+        match token {
+            "02" => Some("blue"),
+            "03" => Some("green"),
+            "04" => Some("red"),
+            "08" => Some("nir"),
+            "8A" => Some("nir08"),
+            "11" => Some("swir1"),
+            "12" => Some("swir2"),
+            _ => None,
+        }
+    }
+}
+
+/// How a band's pixels map onto the working grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mapping {
+    /// The band is on the working grid itself.
+    Identity,
+    /// Same CRS, north-up: `src = scale · dst + offset` per axis, in pixel units.
+    Affine {
+        scale_x: f64,
+        offset_x: f64,
+        scale_y: f64,
+        offset_y: f64,
+        resample: Resample,
+    },
+}
+
+/// One band of a scene, bound to a role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneBand {
+    pub role: String,
+    pub path: String,
+    /// 1-based band number.
+    pub band: usize,
+    pub data_type: String,
+    pub nodata: Option<f64>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub grid: Grid,
+    pub mapping: Mapping,
+}
+
+/// A scene: the bands a recipe needs, mapped onto one working grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scene {
+    pub grid: Grid,
+    pub bands: Vec<SceneBand>,
+    /// The first input's file stem, used to name outputs.
+    pub id: String,
+}
+
+pub(crate) fn open_dataset(path: &str) -> Result<Dataset> {
+    Dataset::open(path).map_err(|e| EngineError::Open {
+        path: path.to_string(),
+        reason: reason(e),
+    })
+}
+
+impl Scene {
+    /// Opens every input, binds the recipe's roles and checks the grids can be aligned.
+    pub fn open(inputs: &[InputSpec], recipe: &Recipe) -> Result<Self> {
+        crate::io::init();
+        if inputs.is_empty() {
+            return Err(EngineError::InvalidInput("no inputs given".into()));
+        }
+        // Bind a role to every input: explicit, inferred from the name, or — for a single
+        // multi-band file — band i to the recipe's i-th role.
+        let mut bound: Vec<(String, InputSpec)> = Vec::new();
+        for spec in inputs {
+            let role = match (&spec.role, infer_role(&spec.path)) {
+                (Some(r), _) => r.clone(),
+                (None, Some(r)) => r.to_string(),
+                (None, None) if inputs.len() == 1 => {
+                    // One file: take bands in the recipe's role order.
+                    let ds = open_dataset(&spec.path)?;
+                    let count = ds.raster_count();
+                    for (i, role) in recipe.roles().enumerate() {
+                        if i < count {
+                            bound.push((
+                                role.to_string(),
+                                InputSpec {
+                                    role: Some(role.to_string()),
+                                    path: spec.path.clone(),
+                                    band: Some(i + 1),
+                                },
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                (None, None) => {
+                    return Err(EngineError::InvalidInput(format!(
+                        "cannot tell which band {} is; name it as role=path (roles of {}: {})",
+                        spec.path,
+                        recipe.name,
+                        recipe.roles().collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            };
+            bound.push((role, spec.clone()));
+        }
+        let given = bound
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut bands = Vec::new();
+        for wanted in &recipe.bands {
+            let Some((_, spec)) = bound.iter().find(|(r, _)| *r == wanted.role) else {
+                return Err(EngineError::MissingBand {
+                    recipe: recipe.name.clone(),
+                    role: wanted.role.clone(),
+                    given,
+                });
+            };
+            bands.push(open_band(&wanted.role, spec)?);
+        }
+        let grid = bands[0].grid.clone();
+        let working_srs = srs(&grid);
+        for b in &mut bands[1..] {
+            let resample = recipe
+                .bands
+                .iter()
+                .find(|r| r.role == b.role)
+                .map_or(Resample::Nearest, |r| r.resample);
+            b.mapping = mapping(&grid, working_srs.as_ref(), b, resample)?;
+        }
+        let id = scene_id(&bands);
+        Ok(Self { grid, bands, id })
+    }
+}
+
+/// A name for the scene: the common prefix of its band files' names (`LC08_…_T1`), else the
+/// folder they sit in, else `scene`.
+fn scene_id(bands: &[SceneBand]) -> String {
+    let stems: Vec<&str> = bands
+        .iter()
+        .filter_map(|b| Path::new(&b.path).file_stem().and_then(|s| s.to_str()))
+        .collect();
+    let first = stems.first().copied().unwrap_or("");
+    let mut len = first.len();
+    for s in &stems[1..] {
+        len = len.min(
+            first
+                .bytes()
+                .zip(s.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    let mut id = first[..len].trim_end_matches(['_', '-', '.']).to_string();
+    if stems.len() > 1 && id.len() < 3 {
+        id = Path::new(&bands[0].path)
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+    }
+    let id: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    if id.is_empty() {
+        "scene".into()
+    } else {
+        id
+    }
+}
+
+fn srs(grid: &Grid) -> Option<SpatialRef> {
+    if grid.crs_wkt.is_empty() {
+        None
+    } else {
+        SpatialRef::from_wkt(&grid.crs_wkt).ok()
+    }
+}
+
+fn open_band(role: &str, spec: &InputSpec) -> Result<SceneBand> {
+    let ds = open_dataset(&spec.path)?;
+    let count = ds.raster_count();
+    let band_no = spec.band.unwrap_or(1);
+    if band_no > count {
+        return Err(EngineError::NoSuchBand {
+            path: spec.path.clone(),
+            band: band_no,
+            count,
+        });
+    }
+    let rb = ds.rasterband(band_no).map_err(|e| EngineError::Open {
+        path: spec.path.clone(),
+        reason: reason(e),
+    })?;
+    let data_type = rb.band_type().name();
+    let supported = ["Byte", "UInt16", "Int16", "UInt32", "Int32", "Float32", "Float64", "Int8"];
+    if !supported.contains(&data_type.as_str()) {
+        return Err(EngineError::Open {
+            path: spec.path.clone(),
+            reason: format!("band {band_no} has unsupported data type {data_type}"),
+        });
+    }
+    Ok(SceneBand {
+        role: role.to_string(),
+        path: spec.path.clone(),
+        band: band_no,
+        nodata: rb.no_data_value(),
+        scale: rb.scale(),
+        offset: rb.offset(),
+        data_type,
+        grid: grid_of(&ds),
+        mapping: Mapping::Identity,
+    })
+}
+
+fn mapping(
+    working: &Grid,
+    working_srs: Option<&SpatialRef>,
+    band: &SceneBand,
+    resample: Resample,
+) -> Result<Mapping> {
+    let g = &band.grid;
+    let same_crs = match (working_srs, srs(g)) {
+        (Some(a), Some(b)) => *a == b,
+        (None, None) => true,
+        _ => false,
+    };
+    if !same_crs {
+        return Err(EngineError::Grid(format!(
+            "{} is in another CRS (EPSG:{}) than the working grid (EPSG:{}); reproject it first",
+            band.path,
+            g.epsg.map_or("?".into(), |c| c.to_string()),
+            working.epsg.map_or("?".into(), |c| c.to_string()),
+        )));
+    }
+    if g.geotransform == working.geotransform
+        && g.width_px == working.width_px
+        && g.height_px == working.height_px
+    {
+        return Ok(Mapping::Identity);
+    }
+    if !(g.is_north_up() && working.is_north_up()) {
+        return Err(EngineError::Grid(format!(
+            "{} has a rotated geotransform and is not on the working grid",
+            band.path
+        )));
+    }
+    // Working pixel (col) → georeferenced x → band pixel.
+    let (wg, bg) = (&working.geotransform, &g.geotransform);
+    let scale_x = wg[1] / bg[1];
+    let offset_x = (wg[0] - bg[0]) / bg[1];
+    let scale_y = wg[5] / bg[5];
+    let offset_y = (wg[3] - bg[3]) / bg[5];
+    // The band must overlap the working grid.
+    let x0 = offset_x;
+    let x1 = offset_x + scale_x * working.width_px as f64;
+    let y0 = offset_y;
+    let y1 = offset_y + scale_y * working.height_px as f64;
+    let overlaps = x1.max(x0) > 0.0
+        && x0.min(x1) < g.width_px as f64
+        && y1.max(y0) > 0.0
+        && y0.min(y1) < g.height_px as f64;
+    if !overlaps || !(scale_x > 0.0 && scale_y > 0.0) {
+        return Err(EngineError::Grid(format!(
+            "{} does not overlap the working grid of {}",
+            band.path, working.width_px
+        )));
+    }
+    Ok(Mapping::Affine {
+        scale_x,
+        offset_x,
+        scale_y,
+        offset_y,
+        resample,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_from_product_names() {
+        let cases = [
+            ("LC08_L2SP_008059_20191201_20200825_02_T1_SR_B4.TIF", Some("red")),
+            ("LC08_L2SP_008059_20191201_20200825_02_T1_SR_B5.TIF", Some("nir")),
+            ("LC08_L2SP_008059_20191201_20200825_02_T1_QA_PIXEL.TIF", Some("qa")),
+            ("/data/l8_B4.tif", Some("red")),
+            ("l8_B8.tif", Some("pan")),
+            ("l8_BQA.tif", Some("qa")),
+            ("B04.tif", Some("red")),
+            ("B08.tif", Some("nir")),
+            ("SCL.tif", Some("scl")),
+            ("T29RKH_20200219T112221_B11_20m.jp2", None),
+            ("Copernicus_DSM_COG_10_N00_00_E006_00_DEM.tif", Some("dem")),
+            ("RGB.byte.tif", None),
+        ];
+        for (name, role) in cases {
+            assert_eq!(infer_role(name), role, "{name}");
+        }
+    }
+
+    #[test]
+    fn input_specs() {
+        let s = InputSpec::parse("red=/x/L7_ETMs.tif#3").expect("valid");
+        assert_eq!(
+            (s.role.as_deref(), s.path.as_str(), s.band),
+            (Some("red"), "/x/L7_ETMs.tif", Some(3))
+        );
+        let s = InputSpec::parse("/vsicurl/https://example.com/a=b.tif").expect("valid");
+        assert_eq!((s.role, s.band), (None, None));
+        assert!(InputSpec::parse("red=x.tif#0").is_err());
+        assert!(InputSpec::parse("red=").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Executes a prepared recipe on one tile: named `f32` planes in, output planes out.
+//!
+//! Every plane of a tile carries its own halo. Element-wise steps run over the whole plane
+//! (halo included) and keep the smallest halo of their inputs; stencil steps consume halo.
+//! Outputs are cropped to the tile's window, so a tiled run equals a whole-scene run.
+
+use std::collections::HashMap;
+
+use kernels::convolve::convolve;
+use kernels::expr::{bind, CompiledExpr, Expr};
+use kernels::plane::Plane;
+use kernels::terrain::{aspect, hillshade, slope, SlopeUnits, TerrainParams};
+
+use crate::error::{EngineError, Result};
+use crate::recipe::{Recipe, Step};
+
+/// One plane of a tile: `(width_px + 2·halo_px) × (height_px + 2·halo_px)` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TilePlane {
+    pub halo_px: usize,
+    pub data: Vec<f32>,
+}
+
+/// Facts about the grid that stencil kernels need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridFacts {
+    /// Pixel width and height in CRS units.
+    pub pixel_width: f64,
+    pub pixel_height: f64,
+    /// Horizontal units per vertical unit (gdaldem's `-s`): 1 for projected grids in metres,
+    /// 111 120 for geographic grids in degrees.
+    pub scale: f64,
+}
+
+/// A recipe made ready to run: expressions parsed, typed and compiled once.
+#[derive(Debug)]
+pub struct Prepared {
+    pub recipe: Recipe,
+    compiled: Vec<Option<(CompiledExpr, Vec<String>)>>,
+}
+
+impl Prepared {
+    /// Prepares `recipe`; an invalid expression fails here, before any I/O.
+    pub fn new(recipe: Recipe) -> Result<Self> {
+        let mut names: Vec<String> = recipe.roles().map(str::to_string).collect();
+        let mut compiled = Vec::with_capacity(recipe.steps.len());
+        for step in &recipe.steps {
+            compiled.push(match step {
+                Step::Expr { text, .. } => {
+                    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let parsed = Expr::parse(text).map_err(kernels::KernelError::from)?;
+                    let typed = bind(&parsed, &refs).map_err(kernels::KernelError::from)?;
+                    Some((typed.compile(), names.clone()))
+                }
+                _ => None,
+            });
+            names.extend(step_outputs(step).into_iter().map(str::to_string));
+        }
+        for out in &recipe.outputs {
+            if !names.contains(&out.plane) {
+                return Err(EngineError::InvalidInput(format!(
+                    "recipe {} writes {:?}, which no step produces",
+                    recipe.name, out.plane
+                )));
+            }
+        }
+        Ok(Self { recipe, compiled })
+    }
+
+    /// Runs the recipe on one tile whose inner window is `width_px` × `height_px`. `planes`
+    /// holds the recipe's bands by role; returns the output planes, cropped to the window.
+    pub fn run_tile(
+        &self,
+        width_px: usize,
+        height_px: usize,
+        mut planes: HashMap<String, TilePlane>,
+        grid: &GridFacts,
+    ) -> Result<Vec<Vec<f32>>> {
+        let dims = |halo: usize| (width_px + 2 * halo, height_px + 2 * halo);
+        for (step, compiled) in self.recipe.steps.iter().zip(&self.compiled) {
+            match step {
+                Step::Scale { planes: names, scaling } => {
+                    for name in names {
+                        let p = get_mut(&mut planes, name)?;
+                        kernels::scale::scale_in_place(&mut p.data, *scaling)?;
+                    }
+                }
+                Step::Mask {
+                    planes: names,
+                    qa,
+                    rule,
+                } => {
+                    let qa_plane = get(&planes, qa)?.clone();
+                    for name in names {
+                        let p = get_mut(&mut planes, name)?;
+                        let qa_data = crop(&qa_plane, p.halo_px, width_px, height_px)?;
+                        kernels::mask::apply_mask(&mut p.data, &qa_data, rule)?;
+                    }
+                }
+                Step::NormalizedDifference { a, b, out } => {
+                    let [a, b] = aligned(&planes, [a, b], width_px, height_px)?;
+                    let mut o = vec![0.0; a.1.len()];
+                    kernels::index::normalized_difference(&a.1, &b.1, &mut o)?;
+                    planes.insert(out.clone(), TilePlane { halo_px: a.0, data: o });
+                }
+                Step::Evi {
+                    nir,
+                    red,
+                    blue,
+                    out,
+                } => {
+                    let [n, r, b] = aligned(&planes, [nir, red, blue], width_px, height_px)?;
+                    let mut o = vec![0.0; n.1.len()];
+                    kernels::index::evi(&n.1, &r.1, &b.1, &mut o)?;
+                    planes.insert(out.clone(), TilePlane { halo_px: n.0, data: o });
+                }
+                Step::Savi { nir, red, l, out } => {
+                    let [n, r] = aligned(&planes, [nir, red], width_px, height_px)?;
+                    let mut o = vec![0.0; n.1.len()];
+                    kernels::index::savi(&n.1, &r.1, *l, &mut o)?;
+                    planes.insert(out.clone(), TilePlane { halo_px: n.0, data: o });
+                }
+                Step::Expr { out, .. } => {
+                    let Some((program, names)) = compiled else {
+                        return Err(EngineError::InvalidInput("expression not compiled".into()));
+                    };
+                    let halo = names
+                        .iter()
+                        .filter_map(|n| planes.get(n).map(|p| p.halo_px))
+                        .min()
+                        .unwrap_or(0);
+                    let inputs = names
+                        .iter()
+                        .map(|n| crop(get(&planes, n)?, halo, width_px, height_px))
+                        .collect::<Result<Vec<_>>>()?;
+                    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+                    let (w, h) = dims(halo);
+                    let mut o = vec![0.0; w * h];
+                    program.eval(&refs, &mut o)?;
+                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                }
+                Step::Convolve { input, kind, out } => {
+                    let p = get(&planes, input)?;
+                    let k = kind.halo_px();
+                    let (o, halo) = stencil(p, k, width_px, height_px, |plane, o| {
+                        convolve(*kind, plane, k, o)
+                    })?;
+                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                }
+                Step::Hillshade {
+                    dem,
+                    azimuth_deg,
+                    altitude_deg,
+                    z_factor,
+                    out,
+                } => {
+                    let params = terrain_params(grid, *z_factor);
+                    let p = get(&planes, dem)?;
+                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                        hillshade(plane, 1, &params, *azimuth_deg, *altitude_deg, o)
+                    })?;
+                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                }
+                Step::Slope { dem, z_factor, out } => {
+                    let params = terrain_params(grid, *z_factor);
+                    let p = get(&planes, dem)?;
+                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                        slope(plane, 1, &params, SlopeUnits::Degrees, o)
+                    })?;
+                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                }
+                Step::Aspect { dem, z_factor, out } => {
+                    let params = terrain_params(grid, *z_factor);
+                    let p = get(&planes, dem)?;
+                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                        aspect(plane, 1, &params, o)
+                    })?;
+                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                }
+                Step::Pansharpen {
+                    pan,
+                    ms,
+                    weights,
+                    outs,
+                } => {
+                    let pan_plane = get(&planes, pan)?;
+                    let halo = pan_plane.halo_px;
+                    let (w, h) = dims(halo);
+                    let ms_data = ms
+                        .iter()
+                        .map(|n| crop(get(&planes, n)?, halo, width_px, height_px))
+                        .collect::<Result<Vec<_>>>()?;
+                    let ms_planes = ms_data
+                        .iter()
+                        .map(|d| Plane::new(w, h, d))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut out_data = vec![vec![0.0f32; w * h]; outs.len()];
+                    {
+                        let mut out_refs: Vec<&mut [f32]> =
+                            out_data.iter_mut().map(Vec::as_mut_slice).collect();
+                        kernels::pansharpen::weighted_brovey(
+                            Plane::new(w, h, &pan_plane.data)?,
+                            &ms_planes,
+                            weights,
+                            &mut out_refs,
+                        )?;
+                    }
+                    for (name, data) in outs.iter().zip(out_data) {
+                        planes.insert(name.clone(), TilePlane { halo_px: halo, data });
+                    }
+                }
+            }
+        }
+        self.recipe
+            .outputs
+            .iter()
+            .map(|o| crop(get(&planes, &o.plane)?, 0, width_px, height_px))
+            .collect()
+    }
+}
+
+fn terrain_params(grid: &GridFacts, z_factor: f64) -> TerrainParams {
+    TerrainParams {
+        pixel_width: grid.pixel_width,
+        pixel_height: grid.pixel_height,
+        z_factor,
+        scale: grid.scale,
+    }
+}
+
+/// The names a step writes.
+pub fn step_outputs(step: &Step) -> Vec<&str> {
+    match step {
+        Step::Scale { .. } | Step::Mask { .. } => vec![],
+        Step::NormalizedDifference { out, .. }
+        | Step::Evi { out, .. }
+        | Step::Savi { out, .. }
+        | Step::Expr { out, .. }
+        | Step::Convolve { out, .. }
+        | Step::Hillshade { out, .. }
+        | Step::Slope { out, .. }
+        | Step::Aspect { out, .. } => vec![out.as_str()],
+        Step::Pansharpen { outs, .. } => outs.iter().map(String::as_str).collect(),
+    }
+}
+
+fn get<'a>(planes: &'a HashMap<String, TilePlane>, name: &str) -> Result<&'a TilePlane> {
+    planes
+        .get(name)
+        .ok_or_else(|| EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists")))
+}
+
+fn get_mut<'a>(planes: &'a mut HashMap<String, TilePlane>, name: &str) -> Result<&'a mut TilePlane> {
+    planes
+        .get_mut(name)
+        .ok_or_else(|| EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists")))
+}
+
+/// Runs a stencil that consumes `k` px of halo over the whole plane.
+fn stencil(
+    p: &TilePlane,
+    k: usize,
+    width_px: usize,
+    height_px: usize,
+    f: impl FnOnce(Plane<'_>, &mut [f32]) -> Result<(), kernels::KernelError>,
+) -> Result<(Vec<f32>, usize)> {
+    if p.halo_px < k {
+        return Err(EngineError::InvalidInput(format!(
+            "stencil needs {k} px of halo, the plane has {}",
+            p.halo_px
+        )));
+    }
+    let (w, h) = (width_px + 2 * p.halo_px, height_px + 2 * p.halo_px);
+    let out_halo = p.halo_px - k;
+    let mut o = vec![0.0; (width_px + 2 * out_halo) * (height_px + 2 * out_halo)];
+    f(Plane::new(w, h, &p.data)?, &mut o)?;
+    Ok((o, out_halo))
+}
+
+/// The plane cropped to a smaller halo (a copy; the same data when the halo already matches).
+fn crop(p: &TilePlane, halo_px: usize, width_px: usize, height_px: usize) -> Result<Vec<f32>> {
+    if p.halo_px < halo_px {
+        return Err(EngineError::InvalidInput(format!(
+            "plane has {} px of halo, {halo_px} needed",
+            p.halo_px
+        )));
+    }
+    if p.halo_px == halo_px {
+        return Ok(p.data.clone());
+    }
+    let src_w = width_px + 2 * p.halo_px;
+    let d = p.halo_px - halo_px;
+    let (w, h) = (width_px + 2 * halo_px, height_px + 2 * halo_px);
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let start = (y + d) * src_w + d;
+        out.extend_from_slice(&p.data[start..start + w]);
+    }
+    Ok(out)
+}
+
+/// The named planes, all at the smallest halo among them.
+fn aligned<const N: usize>(
+    planes: &HashMap<String, TilePlane>,
+    names: [&String; N],
+    width_px: usize,
+    height_px: usize,
+) -> Result<[(usize, Vec<f32>); N]> {
+    let mut halo = usize::MAX;
+    for n in names {
+        halo = halo.min(get(planes, n)?.halo_px);
+    }
+    let mut out: [(usize, Vec<f32>); N] = std::array::from_fn(|_| (0, Vec::new()));
+    for (slot, n) in out.iter_mut().zip(names) {
+        *slot = (halo, crop(get(planes, n)?, halo, width_px, height_px)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,341 @@
+//! A batch run on one node: tiles read and computed by parallel workers, streamed to one
+//! writer, then the COG and its STAC Item put in place atomically.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use kernels::stats::{Histogram, Stats};
+
+use crate::error::{EngineError, Result};
+use crate::grid::Window;
+use crate::io::cog::{BandMeta, CogWriter, Compression};
+use crate::io::footprint::Footprinter;
+use crate::io::read::SceneReader;
+use crate::io::scene::Scene;
+use crate::pipeline::{GridFacts, Prepared, TilePlane};
+use crate::stac::{self, StacBand};
+use crate::tiling::TilePlan;
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub tile_px: usize,
+    /// Worker threads reading and computing tiles.
+    pub workers: usize,
+    /// The nodata value written to the COG.
+    pub nodata: f64,
+    pub compression: Compression,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            out_dir: PathBuf::from("out"),
+            tile_px: 512,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            nodata: -9999.0,
+            compression: Compression::Deflate,
+        }
+    }
+}
+
+/// Per-band statistics of an output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandSummary {
+    pub name: String,
+    pub stats: Stats,
+    pub histogram: Option<Histogram>,
+}
+
+/// What a run produced and how fast.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub recipe: String,
+    pub cog: PathBuf,
+    pub stac: PathBuf,
+    pub tiles: usize,
+    pub width_px: usize,
+    pub height_px: usize,
+    pub megapixels: f64,
+    pub seconds: f64,
+    pub bands: Vec<BandSummary>,
+}
+
+impl RunSummary {
+    /// Throughput in megapixels per second.
+    pub fn mpx_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.megapixels / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Checks the output folder exists (creating it) and is writable, before any work starts.
+pub fn check_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::Write {
+        path: dir.to_path_buf(),
+        reason: e.to_string().to_lowercase(),
+    })?;
+    let probe = dir.join(format!(".constellation-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| EngineError::Write {
+        path: dir.to_path_buf(),
+        reason: format!("folder is not writable: {}", e.to_string().to_lowercase()),
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+struct TileResult {
+    window: Window,
+    bands: Vec<Vec<f32>>,
+    stats: Vec<Stats>,
+    hists: Vec<Option<Histogram>>,
+}
+
+/// Runs `prepared` over `scene`, calling `progress(done, total)` after each written tile.
+pub fn run(
+    prepared: &Prepared,
+    scene: &Scene,
+    opts: &RunOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    check_out_dir(&opts.out_dir)?;
+    let recipe = &prepared.recipe;
+    let stem = format!("{}_{}", scene.id, recipe.name);
+    let cog_path = opts.out_dir.join(format!("{stem}.tif"));
+    let stac_path = opts.out_dir.join(format!("{stem}.json"));
+    let grid = &scene.grid;
+    let footprinter = Footprinter::new(grid)?;
+    let plan = TilePlan::new(grid.width_px, grid.height_px, opts.tile_px);
+    let halo_px = recipe.halo_px();
+    let facts = grid_facts(scene);
+    let mut writer = CogWriter::create(
+        &cog_path,
+        grid,
+        recipe.outputs.len(),
+        opts.nodata,
+        opts.compression,
+    )?;
+    let empty_hists: Vec<Option<Histogram>> = recipe
+        .outputs
+        .iter()
+        .map(|o| o.histogram_range.and_then(|(lo, hi)| Histogram::new(lo, hi, 64).ok()))
+        .collect();
+
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let workers = opts.workers.clamp(1, plan.len().max(1));
+    let (tx, rx) = mpsc::sync_channel::<Result<TileResult>>(workers * 2);
+    let mut totals: Vec<Stats> = vec![Stats::EMPTY; recipe.outputs.len()];
+    let mut hists = empty_hists.clone();
+    let outcome: Result<()> = std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, abort, plan, empty_hists) = (&next, &abort, &plan, &empty_hists);
+            s.spawn(move || {
+                let reader = match SceneReader::open(scene) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        abort.store(true, Ordering::Relaxed);
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= plan.len() || abort.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let tile = plan.tile(i);
+                    let result = compute_tile(prepared, &reader, tile.window, halo_px, &facts, empty_hists);
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        abort.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0;
+        for msg in rx.iter() {
+            let tile = match msg {
+                Ok(t) => t,
+                Err(e) => {
+                    abort.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            for (i, s) in tile.stats.iter().enumerate() {
+                totals[i] = totals[i].merge(*s);
+            }
+            for (h, t) in hists.iter_mut().zip(&tile.hists) {
+                if let (Some(h), Some(t)) = (h.as_mut(), t) {
+                    h.merge(t)?;
+                }
+            }
+            writer.write_tile(tile.window, tile.bands)?;
+            done += 1;
+            progress(done, plan.len());
+        }
+        if done != plan.len() {
+            return Err(EngineError::InvalidInput(format!(
+                "only {done} of {} tiles were computed",
+                plan.len()
+            )));
+        }
+        Ok(())
+    });
+    outcome?;
+
+    let metas: Vec<BandMeta> = recipe
+        .outputs
+        .iter()
+        .zip(&totals)
+        .map(|(o, s)| BandMeta {
+            description: o.description.clone(),
+            statistics: s.std().map(|std| (s.min, s.max, s.mean, std)),
+        })
+        .collect();
+    let cog = writer.finish(&metas)?;
+
+    let outline = footprinter.outline(
+        Window::new(0, 0, grid.width_px, grid.height_px),
+        21,
+    )?;
+    let total_px = grid.width_px as f64 * grid.height_px as f64;
+    let bands: Vec<StacBand> = recipe
+        .outputs
+        .iter()
+        .zip(&totals)
+        .zip(&hists)
+        .map(|((o, s), h)| StacBand {
+            name: o.plane.clone(),
+            description: o.description.clone(),
+            nodata: opts.nodata,
+            statistics: s
+                .std()
+                .map(|std| (s.min, s.max, s.mean, std, 100.0 * s.count as f64 / total_px)),
+            histogram: h.as_ref().map(|h| (h.min, h.max, h.bins.clone())),
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let created = stac::rfc3339(now);
+    let datetime = scene
+        .bands
+        .iter()
+        .find_map(|b| stac::date_from_product_name(&b.path))
+        .unwrap_or_else(|| created.clone());
+    let sources: Vec<(String, String)> = scene
+        .bands
+        .iter()
+        .map(|b| (b.role.clone(), b.path.clone()))
+        .collect();
+    let asset_href = format!("./{stem}.tif");
+    let item = stac::item(&stac::ItemInput {
+        id: &stem,
+        grid,
+        outline: &outline,
+        bbox: Footprinter::bbox(&outline),
+        datetime: &datetime,
+        created: &created,
+        recipe: &recipe.name,
+        asset_href: &asset_href,
+        bands: &bands,
+        sources: &sources,
+    });
+    write_atomic(&stac_path, &serde_json::to_vec_pretty(&item).unwrap_or_default())?;
+
+    Ok(RunSummary {
+        recipe: recipe.name.clone(),
+        cog,
+        stac: stac_path,
+        tiles: plan.len(),
+        width_px: grid.width_px,
+        height_px: grid.height_px,
+        megapixels: total_px / 1e6,
+        seconds: started.elapsed().as_secs_f64(),
+        bands: recipe
+            .outputs
+            .iter()
+            .zip(totals)
+            .zip(hists)
+            .map(|((o, stats), histogram)| BandSummary {
+                name: o.plane.clone(),
+                stats,
+                histogram,
+            })
+            .collect(),
+    })
+}
+
+fn compute_tile(
+    prepared: &Prepared,
+    reader: &SceneReader<'_>,
+    window: Window,
+    halo_px: usize,
+    facts: &GridFacts,
+    empty_hists: &[Option<Histogram>],
+) -> Result<TileResult> {
+    let read_window = window.with_halo(halo_px);
+    let mut planes = HashMap::new();
+    for (i, band) in prepared.recipe.bands.iter().enumerate() {
+        let data = reader.read(i, read_window)?;
+        planes.insert(band.role.clone(), TilePlane { halo_px, data });
+    }
+    let bands = prepared.run_tile(window.width_px, window.height_px, planes, facts)?;
+    let stats = bands.iter().map(|b| kernels::stats::stats(b)).collect();
+    let hists = empty_hists
+        .iter()
+        .zip(&bands)
+        .map(|(h, b)| {
+            h.clone().map(|mut h| {
+                h.add(b);
+                h
+            })
+        })
+        .collect();
+    Ok(TileResult {
+        window,
+        bands,
+        stats,
+        hists,
+    })
+}
+
+/// Grid facts for stencil kernels: pixel size, and gdaldem's scale for geographic grids.
+pub fn grid_facts(scene: &Scene) -> GridFacts {
+    let (pixel_width, pixel_height) = scene.grid.pixel_size();
+    let geographic = gdal::spatial_ref::SpatialRef::from_wkt(&scene.grid.crs_wkt)
+        .map(|s| s.is_geographic())
+        .unwrap_or(false);
+    GridFacts {
+        pixel_width,
+        pixel_height,
+        scale: if geographic { 111_120.0 } else { 1.0 },
+    }
+}
+
+/// Writes `bytes` to a hidden file beside `path`, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    let err = |e: std::io::Error| EngineError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string().to_lowercase(),
+    };
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}

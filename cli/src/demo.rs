@@ -103,5 +103,3 @@ pub fn run_demo(out: &Path, size_px: usize, real: Option<&Path>) -> Result<()> {
     println!("outputs in {}", PathBuf::from(out).display());
     Ok(())
 }
-
-

@@ -16,7 +16,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod demo;
 
 #[derive(Debug, Parser)]
-#[command(name = "constellation", version, about = "GPU-first satellite tile processing")]
+#[command(
+    name = "constellation",
+    version,
+    about = "GPU-first satellite tile processing"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -185,13 +189,18 @@ fn check_backend(backend: Backend) -> Result<()> {
 pub(crate) fn run(args: &RunArgs) -> Result<RunSummary> {
     check_backend(args.backend)?;
     if args.tile_px < 16 || args.tile_px > 16_384 {
-        bail!("--tile-px must be between 16 and 16384, got {}", args.tile_px);
+        bail!(
+            "--tile-px must be between 16 and 16384, got {}",
+            args.tile_px
+        );
     }
     let workers = match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => {
             // Kernels share rayon's global pool; size it once, before any work.
-            let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global();
             n
         }
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -79,7 +79,10 @@ impl Prepared {
         let dims = |halo: usize| (width_px + 2 * halo, height_px + 2 * halo);
         for (step, compiled) in self.recipe.steps.iter().zip(&self.compiled) {
             match step {
-                Step::Scale { planes: names, scaling } => {
+                Step::Scale {
+                    planes: names,
+                    scaling,
+                } => {
                     for name in names {
                         let p = get_mut(&mut planes, name)?;
                         kernels::scale::scale_in_place(&mut p.data, *scaling)?;
@@ -101,7 +104,13 @@ impl Prepared {
                     let [a, b] = aligned(&planes, [a, b], width_px, height_px)?;
                     let mut o = vec![0.0; a.1.len()];
                     kernels::index::normalized_difference(&a.1, &b.1, &mut o)?;
-                    planes.insert(out.clone(), TilePlane { halo_px: a.0, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: a.0,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Evi {
                     nir,
@@ -112,13 +121,25 @@ impl Prepared {
                     let [n, r, b] = aligned(&planes, [nir, red, blue], width_px, height_px)?;
                     let mut o = vec![0.0; n.1.len()];
                     kernels::index::evi(&n.1, &r.1, &b.1, &mut o)?;
-                    planes.insert(out.clone(), TilePlane { halo_px: n.0, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: n.0,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Savi { nir, red, l, out } => {
                     let [n, r] = aligned(&planes, [nir, red], width_px, height_px)?;
                     let mut o = vec![0.0; n.1.len()];
                     kernels::index::savi(&n.1, &r.1, *l, &mut o)?;
-                    planes.insert(out.clone(), TilePlane { halo_px: n.0, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: n.0,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Expr { out, .. } => {
                     let Some((program, names)) = compiled else {
@@ -137,7 +158,13 @@ impl Prepared {
                     let (w, h) = dims(halo);
                     let mut o = vec![0.0; w * h];
                     program.eval(&refs, &mut o)?;
-                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: halo,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Convolve { input, kind, out } => {
                     let p = get(&planes, input)?;
@@ -145,7 +172,13 @@ impl Prepared {
                     let (o, halo) = stencil(p, k, width_px, height_px, |plane, o| {
                         convolve(*kind, plane, k, o)
                     })?;
-                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: halo,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Hillshade {
                     dem,
@@ -159,7 +192,13 @@ impl Prepared {
                     let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
                         hillshade(plane, 1, &params, *azimuth_deg, *altitude_deg, o)
                     })?;
-                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: halo,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Slope { dem, z_factor, out } => {
                     let params = terrain_params(grid, *z_factor);
@@ -167,7 +206,13 @@ impl Prepared {
                     let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
                         slope(plane, 1, &params, SlopeUnits::Degrees, o)
                     })?;
-                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: halo,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Aspect { dem, z_factor, out } => {
                     let params = terrain_params(grid, *z_factor);
@@ -175,7 +220,13 @@ impl Prepared {
                     let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
                         aspect(plane, 1, &params, o)
                     })?;
-                    planes.insert(out.clone(), TilePlane { halo_px: halo, data: o });
+                    planes.insert(
+                        out.clone(),
+                        TilePlane {
+                            halo_px: halo,
+                            data: o,
+                        },
+                    );
                 }
                 Step::Pansharpen {
                     pan,
@@ -206,7 +257,13 @@ impl Prepared {
                         )?;
                     }
                     for (name, data) in outs.iter().zip(out_data) {
-                        planes.insert(name.clone(), TilePlane { halo_px: halo, data });
+                        planes.insert(
+                            name.clone(),
+                            TilePlane {
+                                halo_px: halo,
+                                data,
+                            },
+                        );
                     }
                 }
             }
@@ -245,15 +302,18 @@ pub fn step_outputs(step: &Step) -> Vec<&str> {
 }
 
 fn get<'a>(planes: &'a HashMap<String, TilePlane>, name: &str) -> Result<&'a TilePlane> {
-    planes
-        .get(name)
-        .ok_or_else(|| EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists")))
+    planes.get(name).ok_or_else(|| {
+        EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists"))
+    })
 }
 
-fn get_mut<'a>(planes: &'a mut HashMap<String, TilePlane>, name: &str) -> Result<&'a mut TilePlane> {
-    planes
-        .get_mut(name)
-        .ok_or_else(|| EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists")))
+fn get_mut<'a>(
+    planes: &'a mut HashMap<String, TilePlane>,
+    name: &str,
+) -> Result<&'a mut TilePlane> {
+    planes.get_mut(name).ok_or_else(|| {
+        EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists"))
+    })
 }
 
 /// Runs a stencil that consumes `k` px of halo over the whole plane.

@@ -145,7 +145,9 @@ fn param_f64(params: &Params, key: &str, default: f64) -> Result<f64> {
             .parse::<f64>()
             .ok()
             .filter(|x| x.is_finite())
-            .ok_or_else(|| EngineError::InvalidInput(format!("parameter {key}={v:?}: not a number"))),
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!("parameter {key}={v:?}: not a number"))
+            }),
     }
 }
 
@@ -177,7 +179,9 @@ impl Sensor {
 
     fn title(self) -> &'static str {
         match self {
-            Self::LandsatC2L2 => "Landsat Collection 2 Level-2 surface reflectance, QA_PIXEL-masked",
+            Self::LandsatC2L2 => {
+                "Landsat Collection 2 Level-2 surface reflectance, QA_PIXEL-masked"
+            }
             Self::Sentinel2L2A => "Sentinel-2 L2A, SCL-masked",
         }
     }
@@ -473,7 +477,11 @@ pub fn catalog(params: &Params) -> Result<Vec<Recipe>> {
 /// The named recipe, or an error listing the known ones.
 pub fn by_name(name: &str, params: &Params) -> Result<Recipe> {
     let all = catalog(params)?;
-    let known = all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+    let known = all
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     all.iter()
         .find(|r| r.name == name)
         .cloned()

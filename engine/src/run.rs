@@ -126,7 +126,10 @@ pub fn run(
     let empty_hists: Vec<Option<Histogram>> = recipe
         .outputs
         .iter()
-        .map(|o| o.histogram_range.and_then(|(lo, hi)| Histogram::new(lo, hi, 64).ok()))
+        .map(|o| {
+            o.histogram_range
+                .and_then(|(lo, hi)| Histogram::new(lo, hi, 64).ok())
+        })
         .collect();
 
     let next = AtomicUsize::new(0);
@@ -154,7 +157,8 @@ pub fn run(
                         return;
                     }
                     let tile = plan.tile(i);
-                    let result = compute_tile(prepared, &reader, tile.window, halo_px, &facts, empty_hists);
+                    let result =
+                        compute_tile(prepared, &reader, tile.window, halo_px, &facts, empty_hists);
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
                         abort.store(true, Ordering::Relaxed);
@@ -206,10 +210,7 @@ pub fn run(
         .collect();
     let cog = writer.finish(&metas)?;
 
-    let outline = footprinter.outline(
-        Window::new(0, 0, grid.width_px, grid.height_px),
-        21,
-    )?;
+    let outline = footprinter.outline(Window::new(0, 0, grid.width_px, grid.height_px), 21)?;
     let total_px = grid.width_px as f64 * grid.height_px as f64;
     let bands: Vec<StacBand> = recipe
         .outputs
@@ -253,7 +254,10 @@ pub fn run(
         bands: &bands,
         sources: &sources,
     });
-    write_atomic(&stac_path, &serde_json::to_vec_pretty(&item).unwrap_or_default())?;
+    write_atomic(
+        &stac_path,
+        &serde_json::to_vec_pretty(&item).unwrap_or_default(),
+    )?;
 
     Ok(RunSummary {
         recipe: recipe.name.clone(),

@@ -138,8 +138,11 @@ pub fn date_from_product_name(name: &str) -> Option<String> {
             (digits.len() == 8).then_some(digits)
         })
         .find_map(|d| {
-            let (y, m, day): (u32, u32, u32) =
-                (d[..4].parse().ok()?, d[4..6].parse().ok()?, d[6..].parse().ok()?);
+            let (y, m, day): (u32, u32, u32) = (
+                d[..4].parse().ok()?,
+                d[4..6].parse().ok()?,
+                d[6..].parse().ok()?,
+            );
             ((1972..=2100).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&day))
                 .then(|| format!("{y:04}-{m:02}-{day:02}T00:00:00Z"))
         })

@@ -66,7 +66,10 @@ impl Colormap {
         if stops.len() < 2 {
             return Err(bad("need at least two stops"));
         }
-        if stops.windows(2).any(|w| !(w[0].0 < w[1].0)) {
+        if stops
+            .windows(2)
+            .any(|w| w[0].0.partial_cmp(&w[1].0) != Some(std::cmp::Ordering::Less))
+        {
             return Err(bad("stop positions must be strictly ascending"));
         }
         if stops[0].0 != 0.0 || stops[stops.len() - 1].0 != 1.0 {

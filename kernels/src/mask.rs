@@ -39,8 +39,8 @@ pub mod scl_classes {
 pub enum MaskRule {
     /// Landsat C2 `QA_PIXEL`: masked when any of these bits is set.
     LandsatQa { bits: u16 },
-    /// Sentinel-2 `SCL`: masked when the class is in this set (`classes[c]`).
-    Scl { classes: [bool; 256] },
+    /// Sentinel-2 `SCL`: masked when class `c` has bit `c % 64` set in word `c / 64`.
+    Scl { classes: [u64; 4] },
     /// Landsat 8 pre-Collection `BQA`: masked on designated fill (bit 0), cloud (bit 4), or
     /// high confidence of cloud (bits 14–15 = 3) or cirrus (bits 12–13 = 3).
     LandsatBqaLegacy,
@@ -77,9 +77,9 @@ impl MaskRule {
 
     /// Sentinel-2: masked when the class is one of `classes`.
     pub fn scl_classes(classes: &[u8]) -> Self {
-        let mut set = [false; 256];
+        let mut set = [0u64; 4];
         for &c in classes {
-            set[usize::from(c)] = true;
+            set[usize::from(c / 64)] |= 1 << (c % 64);
         }
         Self::Scl { classes: set }
     }
@@ -93,9 +93,14 @@ impl MaskRule {
         let code = qa as u32;
         match self {
             Self::LandsatQa { bits } => code & u32::from(*bits) != 0,
-            Self::Scl { classes } => code > 255 || classes[code as usize],
+            Self::Scl { classes } => {
+                code > 255 || classes[(code / 64) as usize] & (1 << (code % 64)) != 0
+            }
             Self::LandsatBqaLegacy => {
-                code & 1 != 0 || code & (1 << 4) != 0 || (code >> 14) & 3 == 3 || (code >> 12) & 3 == 3
+                code & 1 != 0
+                    || code & (1 << 4) != 0
+                    || (code >> 14) & 3 == 3
+                    || (code >> 12) & 3 == 3
             }
         }
     }
@@ -190,8 +195,12 @@ mod tests {
     #[test]
     fn apply_mask_writes_nodata() {
         let mut data = [0.5, 0.6, 0.7];
-        apply_mask(&mut data, &[21824.0, 22280.0, 1.0], &MaskRule::landsat_default())
-            .expect("same lengths");
+        apply_mask(
+            &mut data,
+            &[21824.0, 22280.0, 1.0],
+            &MaskRule::landsat_default(),
+        )
+        .expect("same lengths");
         assert_eq!(data[0], 0.5);
         assert!(data[1].is_nan() && data[2].is_nan());
     }

@@ -36,7 +36,10 @@ impl Scaling {
         } else {
             Err(KernelError::InvalidParam {
                 name: "scale",
-                reason: format!("scale {} and offset {} must be finite", self.scale, self.offset),
+                reason: format!(
+                    "scale {} and offset {} must be finite",
+                    self.scale, self.offset
+                ),
             })
         }
     }

@@ -207,7 +207,13 @@ mod tests {
     #[test]
     fn nodata_is_excluded_and_splits_merge() {
         let data: Vec<f32> = (0..100_000)
-            .map(|i| if i % 7 == 0 { f32::NAN } else { (i % 1000) as f32 * 0.5 })
+            .map(|i| {
+                if i % 7 == 0 {
+                    f32::NAN
+                } else {
+                    (i % 1000) as f32 * 0.5
+                }
+            })
             .collect();
         let whole = stats(&data);
         let split = Stats::of_chunk(&data[..33_333]).merge(stats(&data[33_333..]));

@@ -84,7 +84,8 @@ impl CogWriter {
             .ok_or_else(|| write_err(final_path, "output path has no file name"))?;
         let staging_path = dir.join(format!(".{name}.staging.tif"));
         let cog_partial_path = dir.join(format!(".{name}.partial"));
-        let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| write_err(final_path, reason(e)))?;
+        let driver = DriverManager::get_driver_by_name("GTiff")
+            .map_err(|e| write_err(final_path, reason(e)))?;
         let options: CslStringList = [
             "TILED=YES",
             "BLOCKXSIZE=512",
@@ -108,12 +109,15 @@ impl CogWriter {
         ds.set_geo_transform(&grid.geotransform)
             .map_err(|e| write_err(&staging_path, reason(e)))?;
         if !grid.crs_wkt.is_empty() {
-            let srs = SpatialRef::from_wkt(&grid.crs_wkt).map_err(|e| write_err(&staging_path, reason(e)))?;
+            let srs = SpatialRef::from_wkt(&grid.crs_wkt)
+                .map_err(|e| write_err(&staging_path, reason(e)))?;
             ds.set_spatial_ref(&srs)
                 .map_err(|e| write_err(&staging_path, reason(e)))?;
         }
         for b in 1..=band_count {
-            let mut rb = ds.rasterband(b).map_err(|e| write_err(&staging_path, reason(e)))?;
+            let mut rb = ds
+                .rasterband(b)
+                .map_err(|e| write_err(&staging_path, reason(e)))?;
             rb.set_no_data_value(Some(nodata))
                 .map_err(|e| write_err(&staging_path, reason(e)))?;
         }
@@ -181,7 +185,8 @@ impl CogWriter {
         }
         ds.flush_cache()
             .map_err(|e| write_err(&self.staging_path, reason(e)))?;
-        let cog = DriverManager::get_driver_by_name("COG").map_err(|e| write_err(&self.final_path, reason(e)))?;
+        let cog = DriverManager::get_driver_by_name("COG")
+            .map_err(|e| write_err(&self.final_path, reason(e)))?;
         let compress = format!("COMPRESS={}", self.compression.gdal_name());
         let options: CslStringList = [
             compress.as_str(),
@@ -197,7 +202,8 @@ impl CogWriter {
         let out = ds
             .create_copy(&cog, &self.cog_partial_path, &options)
             .map_err(|e| write_err(&self.final_path, reason(e)))?;
-        out.close().map_err(|e| write_err(&self.final_path, reason(e)))?;
+        out.close()
+            .map_err(|e| write_err(&self.final_path, reason(e)))?;
         drop(ds);
         std::fs::rename(&self.cog_partial_path, &self.final_path)
             .map_err(|e| write_err(&self.final_path, e))?;

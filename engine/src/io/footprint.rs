@@ -19,7 +19,8 @@ impl Footprinter {
         if grid.crs_wkt.is_empty() {
             return Err(EngineError::Grid("the working grid has no CRS".into()));
         }
-        let mut src = SpatialRef::from_wkt(&grid.crs_wkt).map_err(|e| EngineError::Grid(reason(e)))?;
+        let mut src =
+            SpatialRef::from_wkt(&grid.crs_wkt).map_err(|e| EngineError::Grid(reason(e)))?;
         src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
         let mut dst = SpatialRef::from_epsg(4326).map_err(|e| EngineError::Grid(reason(e)))?;
         dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
@@ -55,11 +56,14 @@ impl Footprinter {
         for i in 0..n {
             px.push((x1 - (x1 - x0) * i as f64 / n as f64, y0));
         }
-        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) =
-            px.iter().map(|&(c, r)| self.grid.pixel_to_geo(c, r)).unzip();
+        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = px
+            .iter()
+            .map(|&(c, r)| self.grid.pixel_to_geo(c, r))
+            .unzip();
         if let Some(t) = &self.transform {
-            t.transform_coords(&mut xs, &mut ys, &mut [])
-                .map_err(|e| EngineError::Grid(format!("footprint transform failed: {}", reason(e))))?;
+            t.transform_coords(&mut xs, &mut ys, &mut []).map_err(|e| {
+                EngineError::Grid(format!("footprint transform failed: {}", reason(e)))
+            })?;
         }
         let mut ring: Vec<(f64, f64)> = xs.into_iter().zip(ys).collect();
         ring.push(ring[0]);
@@ -69,7 +73,12 @@ impl Footprinter {
     /// `[west, south, east, north]` of an outline.
     pub fn bbox(ring: &[(f64, f64)]) -> [f64; 4] {
         ring.iter().fold(
-            [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+            [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
             |b, &(x, y)| [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)],
         )
     }

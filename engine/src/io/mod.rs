@@ -23,15 +23,17 @@ pub(crate) fn reason(e: gdal::errors::GdalError) -> String {
 /// The grid of an open dataset.
 pub(crate) fn grid_of(ds: &gdal::Dataset) -> Grid {
     let (width_px, height_px) = ds.raster_size();
-    let geotransform = ds
-        .geo_transform()
-        .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    let geotransform = ds.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
     let (crs_wkt, epsg) = match ds.spatial_ref() {
         Ok(mut srs) => {
             let code = srs
                 .auth_code()
                 .ok()
-                .or_else(|| srs.auto_identify_epsg().ok().and_then(|_| srs.auth_code().ok()))
+                .or_else(|| {
+                    srs.auto_identify_epsg()
+                        .ok()
+                        .and_then(|_| srs.auth_code().ok())
+                })
                 .and_then(|c| u32::try_from(c).ok());
             (srs.to_wkt().unwrap_or_default(), code)
         }

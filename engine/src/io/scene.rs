@@ -260,7 +260,13 @@ fn scene_id(bands: &[SceneBand]) -> String {
     }
     let id: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if id.is_empty() {
         "scene".into()
@@ -293,7 +299,9 @@ fn open_band(role: &str, spec: &InputSpec) -> Result<SceneBand> {
         reason: reason(e),
     })?;
     let data_type = rb.band_type().name();
-    let supported = ["Byte", "UInt16", "Int16", "UInt32", "Int32", "Float32", "Float64", "Int8"];
+    let supported = [
+        "Byte", "UInt16", "Int16", "UInt32", "Int32", "Float32", "Float64", "Int8",
+    ];
     if !supported.contains(&data_type.as_str()) {
         return Err(EngineError::Open {
             path: spec.path.clone(),
@@ -360,7 +368,7 @@ fn mapping(
         && x0.min(x1) < g.width_px as f64
         && y1.max(y0) > 0.0
         && y0.min(y1) < g.height_px as f64;
-    if !overlaps || !(scale_x > 0.0 && scale_y > 0.0) {
+    if !(overlaps && scale_x > 0.0 && scale_y > 0.0) {
         return Err(EngineError::Grid(format!(
             "{} does not overlap the working grid of {}",
             band.path, working.width_px
@@ -382,9 +390,18 @@ mod tests {
     #[test]
     fn roles_from_product_names() {
         let cases = [
-            ("LC08_L2SP_008059_20191201_20200825_02_T1_SR_B4.TIF", Some("red")),
-            ("LC08_L2SP_008059_20191201_20200825_02_T1_SR_B5.TIF", Some("nir")),
-            ("LC08_L2SP_008059_20191201_20200825_02_T1_QA_PIXEL.TIF", Some("qa")),
+            (
+                "LC08_L2SP_008059_20191201_20200825_02_T1_SR_B4.TIF",
+                Some("red"),
+            ),
+            (
+                "LC08_L2SP_008059_20191201_20200825_02_T1_SR_B5.TIF",
+                Some("nir"),
+            ),
+            (
+                "LC08_L2SP_008059_20191201_20200825_02_T1_QA_PIXEL.TIF",
+                Some("qa"),
+            ),
             ("/data/l8_B4.tif", Some("red")),
             ("l8_B8.tif", Some("pan")),
             ("l8_BQA.tif", Some("qa")),

@@ -129,7 +129,11 @@ pub fn assert_close(what: &str, ours: &[f32], oracle: &[f32], tol: f32) {
     let mut worst_at = 0;
     for (i, (a, b)) in ours.iter().zip(oracle).enumerate() {
         assert!(!a.is_infinite(), "{what}: infinity at {i}");
-        assert_eq!(a.is_nan(), b.is_nan(), "{what}: nodata differs at {i}: ours {a}, oracle {b}");
+        assert_eq!(
+            a.is_nan(),
+            b.is_nan(),
+            "{what}: nodata differs at {i}: ours {a}, oracle {b}"
+        );
         if !a.is_nan() {
             let d = (a - b).abs();
             if d > worst {

@@ -1,0 +1,484 @@
+//! End-to-end runs checked against independent oracles (numpy, `gdaldem`,
+//! `gdal_pansharpen.py`, GDAL's COG validator, PROJ through GDAL's Python bindings), on
+//! synthetic fixtures always and on the real rasters in `../shared/fixtures/real` when present.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use engine::io::scene::{InputSpec, Scene};
+use engine::pipeline::Prepared;
+use engine::recipe::{self, Params, Recipe};
+use engine::run::{run, RunOptions, RunSummary};
+use serde_json::{json, Value};
+
+fn oracle(check: &str, args: Value) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles/oracle.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(check)
+        .arg(args.to_string())
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(
+        out.status.success(),
+        "oracle {check} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("oracle prints json")
+}
+
+fn real(name: &str) -> Option<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/real")
+        .join(name);
+    p.is_file().then(|| p.display().to_string())
+}
+
+fn params(kv: &[(&str, &str)]) -> Params {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn run_recipe(recipe: Recipe, inputs: &[String], out: &Path, tile_px: usize) -> RunSummary {
+    let prepared = Prepared::new(recipe).expect("valid recipe");
+    let specs: Vec<InputSpec> = inputs
+        .iter()
+        .map(|s| InputSpec::parse(s).expect("valid input"))
+        .collect();
+    let scene = Scene::open(&specs, &prepared.recipe).expect("scene opens");
+    let opts = RunOptions {
+        out_dir: out.to_path_buf(),
+        tile_px,
+        workers: 2,
+        ..RunOptions::default()
+    };
+    run(&prepared, &scene, &opts, &|_, _| {}).expect("run succeeds")
+}
+
+fn named(name: &str, p: &Params) -> Recipe {
+    recipe::by_name(name, p).expect("known recipe")
+}
+
+/// Asserts an oracle comparison: within `tol`, nodata in the same places, no infinity.
+fn assert_match(what: &str, r: &Value, tol: f64) {
+    let max = r["max_abs_diff"].as_f64().expect("number");
+    assert_eq!(r["inf"], 0, "{what}: infinity in output: {r}");
+    assert_eq!(r["nodata_mismatch"], 0, "{what}: nodata differs: {r}");
+    assert!(
+        r["valid"].as_u64().expect("count") > 0,
+        "{what}: nothing compared: {r}"
+    );
+    assert!(max <= tol, "{what}: max abs diff {max} > {tol}: {r}");
+}
+
+/// Asserts the output is a valid COG with the expected layout and statistics.
+fn assert_cog(s: &RunSummary) {
+    let path = s.cog.display().to_string();
+    let r = oracle("cog", json!({ "path": path }));
+    assert_eq!(r["errors"], json!([]), "{path}: {r}");
+    assert_eq!(r["compression"], "DEFLATE", "{r}");
+    assert_eq!(r["block"], json!([512, 512]), "{r}");
+    if s.width_px.max(s.height_px) > 1024 {
+        assert!(r["overviews"].as_u64().expect("count") >= 1, "{r}");
+    }
+    assert_eq!(r["nodata"], json!(-9999.0), "{r}");
+    // GDAL's own statistics of the file agree with the ones we computed while streaming.
+    let b = &s.bands[0];
+    if b.stats.count > 0 {
+        let gdal_stats: Vec<f64> = serde_json::from_value(r["stats"].clone()).expect("stats");
+        let ours = [
+            b.stats.min,
+            b.stats.max,
+            b.stats.mean,
+            b.stats.std().expect("some"),
+        ];
+        for (g, o) in gdal_stats.iter().zip(ours) {
+            assert!(
+                (g - o).abs() <= 1e-5 * (1.0 + o.abs()),
+                "stats {gdal_stats:?} vs {ours:?}"
+            );
+        }
+    }
+    // No partial files left beside the output.
+    let dir = s.cog.parent().expect("folder");
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(!name.starts_with('.'), "leftover partial file {name}");
+    }
+    // The STAC Item describes the COG.
+    let item: Value =
+        serde_json::from_slice(&std::fs::read(&s.stac).expect("stac written")).expect("json");
+    assert_eq!(item["type"], "Feature");
+    assert_eq!(item["stac_version"], "1.0.0");
+    assert_eq!(
+        item["assets"]["data"]["type"],
+        "image/tiff; application=geotiff; profile=cloud-optimized"
+    );
+    assert_eq!(
+        item["properties"]["proj:shape"],
+        json!([s.height_px, s.width_px])
+    );
+    let ring = item["geometry"]["coordinates"][0].as_array().expect("ring");
+    assert!(ring.len() > 4 && ring.first() == ring.last(), "closed ring");
+    assert_eq!(
+        item["assets"]["data"]["raster:bands"][0]["statistics"]["minimum"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .is_nan(),
+        b.stats.count == 0
+    );
+}
+
+struct Synthetic {
+    _dir: tempfile::TempDir,
+    scene: fixtures::GeneratedScene,
+    out: PathBuf,
+}
+
+fn synthetic(spec: fixtures::SceneSpec) -> Synthetic {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_dir = dir.path().join("in");
+    std::fs::create_dir_all(&input_dir).expect("mkdir");
+    let scene = fixtures::generate(&spec, &input_dir).expect("fixtures");
+    let out = dir.path().join("out");
+    Synthetic {
+        _dir: dir,
+        scene,
+        out,
+    }
+}
+
+fn role_inputs(scene: &fixtures::GeneratedScene, roles: &[&str]) -> Vec<String> {
+    roles
+        .iter()
+        .map(|r| format!("{r}={}", scene.path(r).expect("role").display()))
+        .collect()
+}
+
+fn path_of(scene: &fixtures::GeneratedScene, role: &str) -> String {
+    scene.path(role).expect("role").display().to_string()
+}
+
+#[test]
+fn landsat_c2l2_indices_match_numpy_on_synthetic_scene() {
+    let s = synthetic(fixtures::SceneSpec::landsat(700, 600, 11));
+    let p = Params::new();
+    for (index, roles) in [
+        ("ndvi", vec!["nir", "red"]),
+        ("ndwi", vec!["green", "nir"]),
+        ("nbr", vec!["nir", "swir2"]),
+        ("evi", vec!["nir", "red", "blue"]),
+        ("savi", vec!["nir", "red"]),
+    ] {
+        let mut inputs = role_inputs(&s.scene, &roles);
+        inputs.push(format!("qa={}", path_of(&s.scene, "qa")));
+        let summary = run_recipe(
+            named(&format!("{index}-landsat-c2l2"), &p),
+            &inputs,
+            &s.out.join(index),
+            256,
+        );
+        assert_eq!(summary.tiles, 9);
+        let bands: serde_json::Map<String, Value> = roles
+            .iter()
+            .map(|r| (r.to_string(), json!(path_of(&s.scene, r))))
+            .collect();
+        let r = oracle(
+            "index",
+            json!({"sensor": "landsat-c2l2", "index": index, "bands": bands,
+                   "qa": path_of(&s.scene, "qa"), "ours": summary.cog.display().to_string()}),
+        );
+        // Same float32 operations in the same order as numpy: expected bit-exact; the
+        // tolerance allows one ulp near 1.
+        assert_match(index, &r, 2e-7);
+        assert_cog(&summary);
+    }
+}
+
+#[test]
+fn landsat_c2l2_ndvi_matches_numpy_on_real_scene() {
+    let c2 = "LC08_L2SP_008059_20191201_20200825_02_T1";
+    let (Some(red), Some(nir), Some(qa)) = (
+        real(&format!("{c2}_SR_B4.TIF")),
+        real(&format!("{c2}_SR_B5.TIF")),
+        real(&format!("{c2}_QA_PIXEL.TIF")),
+    ) else {
+        eprintln!("real fixtures absent: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = run_recipe(
+        named("ndvi-landsat-c2l2", &Params::new()),
+        &[red.clone(), nir.clone(), qa.clone()],
+        dir.path(),
+        128,
+    );
+    let r = oracle(
+        "index",
+        json!({"sensor": "landsat-c2l2", "index": "ndvi", "bands": {"red": red, "nir": nir},
+               "qa": qa, "ours": summary.cog.display().to_string()}),
+    );
+    assert_match("real c2l2 ndvi", &r, 2e-7);
+    // 52 % of that scene is high-confidence cloud and 31 % fill: most pixels are masked.
+    assert!(summary.bands[0].stats.count < 512 * 512 / 5);
+    assert_cog(&summary);
+    assert!(summary
+        .cog
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .starts_with(c2));
+}
+
+#[test]
+fn sentinel2_ndvi_with_half_resolution_scl_matches_numpy() {
+    // An odd size, so the 20 m SCL grid does not divide evenly into tiles.
+    let s = synthetic(fixtures::SceneSpec::sentinel2(515, 5));
+    let summary = run_recipe(
+        named("ndvi-sentinel2-l2a", &Params::new()),
+        &role_inputs(&s.scene, &["red", "nir", "scl"]),
+        &s.out,
+        200,
+    );
+    let r = oracle(
+        "index",
+        json!({"sensor": "sentinel2-l2a", "index": "ndvi",
+               "bands": {"red": path_of(&s.scene, "red"), "nir": path_of(&s.scene, "nir")},
+               "scl": path_of(&s.scene, "scl"), "ours": summary.cog.display().to_string()}),
+    );
+    assert_match("s2 ndvi", &r, 2e-7);
+    assert_cog(&summary);
+}
+
+#[test]
+fn sentinel2_ndvi_matches_numpy_on_real_scene() {
+    let (Some(red), Some(nir), Some(scl)) = (real("B04.tif"), real("B08.tif"), real("SCL.tif"))
+    else {
+        eprintln!("real fixtures absent: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 2020 product: before processing baseline 04.00, so no BOA offset.
+    let p = params(&[("boa_add_offset", "0")]);
+    let summary = run_recipe(
+        named("ndvi-sentinel2-l2a", &p),
+        &[red.clone(), nir.clone(), scl.clone()],
+        dir.path(),
+        512,
+    );
+    let r = oracle(
+        "index",
+        json!({"sensor": "sentinel2-l2a", "index": "ndvi", "boa_add_offset": 0.0,
+               "bands": {"red": red, "nir": nir}, "scl": scl,
+               "ours": summary.cog.display().to_string()}),
+    );
+    assert_match("real s2 ndvi", &r, 2e-7);
+    // Bare desert: NDVI is low (0.05–0.08 for most pixels).
+    let mean = summary.bands[0].stats.mean().expect("valid pixels");
+    assert!((0.0..0.15).contains(&mean), "mean ndvi {mean}");
+    assert_cog(&summary);
+}
+
+#[test]
+fn tiled_run_equals_whole_scene_run_bit_for_bit() {
+    let s = synthetic(fixtures::SceneSpec::sentinel2(515, 9));
+    let inputs = role_inputs(&s.scene, &["red", "nir", "scl"]);
+    let read = |p: &Path| -> Vec<f32> {
+        let ds = gdal::Dataset::open(p).expect("open output");
+        let b = ds.rasterband(1).expect("band");
+        b.read_band_as::<f32>().expect("read").data().to_vec()
+    };
+    let recipe = named("ndvi-sentinel2-l2a", &Params::new());
+    let whole = run_recipe(recipe.clone(), &inputs, &s.out.join("whole"), 4096);
+    assert_eq!(whole.tiles, 1);
+    let reference = read(&whole.cog);
+    for tile_px in [64, 100, 333] {
+        let tiled = run_recipe(
+            recipe.clone(),
+            &inputs,
+            &s.out.join(format!("t{tile_px}")),
+            tile_px,
+        );
+        assert!(tiled.tiles > 1);
+        let got = read(&tiled.cog);
+        assert!(
+            got.iter()
+                .zip(&reference)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "tile {tile_px} differs from the whole-scene run"
+        );
+        assert_eq!(tiled.bands[0].stats.count, whole.bands[0].stats.count);
+    }
+}
+
+#[test]
+fn expression_matches_numpy_on_multiband_file() {
+    let path = match real("L7_ETMs.tif") {
+        Some(p) => p,
+        None => {
+            // Without the real file, a synthetic Landsat band pair stands in.
+            let s = synthetic(fixtures::SceneSpec::landsat(300, 200, 3));
+            let red = path_of(&s.scene, "red");
+            let nir = path_of(&s.scene, "nir");
+            let text = "where(nir > red, sqrt(abs(nir - red)) / (nir + red), -log(red / 1000))";
+            let recipe = recipe::expression_recipe(text, &["red".into(), "nir".into()])
+                .expect("valid expression");
+            let summary = run_recipe(
+                recipe,
+                &[format!("red={red}"), format!("nir={nir}")],
+                &s.out,
+                128,
+            );
+            let r = oracle(
+                "expr",
+                json!({"bands": {"red": [red, 1], "nir": [nir, 1]},
+                       "numpy": "np.where(nir > red, np.sqrt(np.abs(nir - red)) / (nir + red), -np.log(red / np.float32(1000)))",
+                       "ours": summary.cog.display().to_string()}),
+            );
+            assert_match("expr synthetic", &r, 1e-6);
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "where(b4 + b3 > 0, (b4 - b3) / (b4 + b3), -1) * clamp(b1 / 255, 0.1, 0.9)";
+    let roles: Vec<String> = (1..=6).map(|i| format!("b{i}")).collect();
+    let recipe = recipe::expression_recipe(text, &roles).expect("valid expression");
+    let inputs: Vec<String> = (1..=6).map(|i| format!("b{i}={path}#{i}")).collect();
+    let summary = run_recipe(recipe, &inputs, dir.path(), 128);
+    let r = oracle(
+        "expr",
+        json!({"bands": {"b1": [path, 1], "b3": [path, 3], "b4": [path, 4]},
+               "numpy": "np.where(b4 + b3 > 0, (b4 - b3) / (b4 + b3), np.float32(-1)) * np.clip(b1 / np.float32(255), np.float32(0.1), np.float32(0.9))",
+               "ours": summary.cog.display().to_string()}),
+    );
+    assert_match("expr on L7_ETMs", &r, 1e-6);
+    assert_cog(&summary);
+}
+
+#[test]
+fn hillshade_and_slope_match_gdaldem_on_synthetic_dem() {
+    let s = synthetic(fixtures::SceneSpec::dem(400, 300, 21));
+    let dem = path_of(&s.scene, "dem");
+    let p = Params::new();
+    for (name, tol) in [("hillshade", 1.0), ("slope", 1e-3), ("aspect", 1e-3)] {
+        let summary = run_recipe(
+            named(name, &p),
+            &[format!("dem={dem}")],
+            &s.out.join(name),
+            128,
+        );
+        let r = oracle(
+            "gdaldem",
+            json!({"mode": name, "dem": dem, "ours": summary.cog.display().to_string()}),
+        );
+        // Hillshade: gdaldem rounds to a byte, ours is float (≤ 1 DN). Slope, aspect: degrees.
+        assert_match(name, &r, tol);
+        assert_cog(&summary);
+    }
+}
+
+#[test]
+fn hillshade_matches_gdaldem_on_real_geographic_dem() {
+    let Some(dem) = real("Copernicus_DSM_COG_10_N00_00_E006_00_DEM.tif") else {
+        eprintln!("real fixtures absent: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 700×700 crop over São Tomé's high ground, through GDAL's VRT.
+    let crop = dir.path().join("crop.vrt");
+    let ok = Command::new("gdal_translate")
+        .args([
+            "-q", "-of", "VRT", "-srcwin", "1400", "1300", "700", "700", &dem,
+        ])
+        .arg(&crop)
+        .status()
+        .expect("gdal_translate");
+    assert!(ok.success());
+    let crop = crop.display().to_string();
+    for (name, tol) in [("hillshade", 1.0), ("slope", 1e-3)] {
+        let summary = run_recipe(
+            named(name, &Params::new()),
+            &[format!("dem={crop}")],
+            &dir.path().join(name),
+            256,
+        );
+        let r = oracle(
+            "gdaldem",
+            json!({"mode": name, "dem": crop, "ours": summary.cog.display().to_string(),
+                   "extra": ["-s", "111120"]}),
+        );
+        assert_match(name, &r, tol);
+    }
+}
+
+#[test]
+fn pansharpen_matches_gdal_pansharpen_on_real_landsat() {
+    let (Some(pan), Some(red), Some(green), Some(blue)) = (
+        real("l8_B8.tif"),
+        real("l8_B4.tif"),
+        real("l8_B3.tif"),
+        real("l8_B2.tif"),
+    ) else {
+        eprintln!("real fixtures absent: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = run_recipe(
+        named("pansharpen", &Params::new()),
+        &[pan.clone(), red.clone(), green.clone(), blue.clone()],
+        dir.path(),
+        512,
+    );
+    assert_eq!((summary.width_px, summary.height_px), (1254, 1207));
+    let r = oracle(
+        "pansharpen",
+        json!({"pan": pan, "ms": [red, green, blue], "ours": summary.cog.display().to_string(),
+               "border": 4}),
+    );
+    // GDAL rounds to UInt16; where both resample the same, ours rounds to the same DN.
+    assert_match("pansharpen", &r, 1.0);
+    assert_cog(&summary);
+}
+
+#[test]
+fn footprints_match_proj_through_gdal() {
+    let s = synthetic(fixtures::SceneSpec::sentinel2(300, 1));
+    let red = path_of(&s.scene, "red");
+    let recipe = recipe::expression_recipe("red", &["red".into()]).expect("valid");
+    let scene = Scene::open(
+        &[InputSpec::parse(&format!("red={red}")).expect("spec")],
+        &recipe,
+    )
+    .expect("scene");
+    let f = engine::io::footprint::Footprinter::new(&scene.grid).expect("crs");
+    let w = engine::grid::Window::new(100, 50, 128, 128);
+    let ring = f.outline(w, 4).expect("outline");
+    let points: Vec<[f64; 2]> = [(100.0, 50.0), (100.0, 178.0), (228.0, 178.0), (228.0, 50.0)]
+        .iter()
+        .map(|&(c, r)| {
+            let (x, y) = scene.grid.pixel_to_geo(c, r);
+            [x, y]
+        })
+        .collect();
+    let r = oracle(
+        "transform",
+        json!({"wkt": scene.grid.crs_wkt, "points": points}),
+    );
+    let want: Vec<[f64; 2]> = serde_json::from_value(r["points"].clone()).expect("points");
+    // Corners are ring points 0, 4, 8, 12 (four points per edge).
+    for (k, w) in want.iter().enumerate() {
+        let (lon, lat) = ring[k * 4];
+        assert!(
+            (lon - w[0]).abs() < 1e-9 && (lat - w[1]).abs() < 1e-9,
+            "{k}: {lon},{lat} vs {w:?}"
+        );
+    }
+    // Counter-clockwise (positive signed area in lon/lat), as GeoJSON wants.
+    let area: f64 = ring
+        .windows(2)
+        .map(|p| p[0].0 * p[1].1 - p[1].0 * p[0].1)
+        .sum();
+    assert!(area > 0.0);
+}

@@ -1,0 +1,191 @@
+"""Independent oracles for Constellation's outputs: numpy and GDAL's own tools.
+
+Usage: oracle.py <check> <json-args>. Prints one JSON object with the comparison:
+max_abs_diff over pixels valid in both, nodata_mismatch (pixels nodata in one only),
+valid (pixels compared), inf (infinities in our output). Runs with Debian's python3.
+"""
+import json
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from osgeo import gdal
+
+gdal.UseExceptions()
+
+
+def read(path, band=1, nodata_to_nan=True):
+    ds = gdal.Open(path)
+    b = ds.GetRasterBand(band)
+    a = b.ReadAsArray().astype(np.float32)
+    nd = b.GetNoDataValue()
+    if nodata_to_nan and nd is not None and not np.isnan(nd):
+        a[a == np.float32(nd)] = np.nan
+    return a
+
+
+def finite_or_nan(a):
+    a = a.astype(np.float32)
+    a[~np.isfinite(a)] = np.nan
+    return a
+
+
+def compare(ours, ref, border=0):
+    if border:
+        ours = ours[border:-border, border:-border]
+        ref = ref[border:-border, border:-border]
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    on, rn = np.isnan(ours), np.isnan(ref)
+    both = ~on & ~rn
+    diff = np.abs(ours[both].astype(np.float64) - ref[both].astype(np.float64))
+    return {
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "nodata_mismatch": int((on != rn).sum()),
+        "valid": int(both.sum()),
+        "inf": int(np.isinf(ours).sum()),
+    }
+
+
+def scaled(path, scale, offset):
+    return read(path) * np.float32(scale) + np.float32(offset)
+
+
+def landsat_mask(qa_path):
+    qa = read(qa_path, nodata_to_nan=False).astype(np.uint32)
+    return (qa & 0b11111) != 0  # fill, dilated cloud, cirrus, cloud, shadow
+
+
+def scl_mask(scl_path, like_path):
+    """The SCL mask on the grid of `like_path`: for each pixel centre, the SCL pixel that
+    contains it (nearest neighbour), computed from both geotransforms."""
+    scl_ds, like = gdal.Open(scl_path), gdal.Open(like_path)
+    scl = scl_ds.GetRasterBand(1).ReadAsArray().astype(np.int64)
+    gs, gl = scl_ds.GetGeoTransform(), like.GetGeoTransform()
+    xs = gl[0] + (np.arange(like.RasterXSize) + 0.5) * gl[1]
+    ys = gl[3] + (np.arange(like.RasterYSize) + 0.5) * gl[5]
+    cols = np.floor((xs - gs[0]) / gs[1]).astype(int)
+    rows = np.floor((ys - gs[3]) / gs[5]).astype(int)
+    inside_c = (cols >= 0) & (cols < scl.shape[1])
+    inside_r = (rows >= 0) & (rows < scl.shape[0])
+    up = scl[np.ix_(np.clip(rows, 0, scl.shape[0] - 1), np.clip(cols, 0, scl.shape[1] - 1))]
+    up[~inside_r, :] = 0
+    up[:, ~inside_c] = 0
+    return np.isin(up, [0, 1, 3, 8, 9, 10])
+
+
+def bands_for(args):
+    if args["sensor"] == "landsat-c2l2":
+        sc, off = 2.75e-5, -0.2
+        mask = landsat_mask(args["qa"])
+    else:
+        sc, off = 1e-4, args.get("boa_add_offset", -1000.0) * 1e-4
+        mask = None
+    out = {}
+    for role, path in args["bands"].items():
+        a = scaled(path, sc, off)
+        if mask is None:
+            mask = scl_mask(args["scl"], path)
+        a[mask] = np.nan
+        out[role] = a
+    return out
+
+
+def index(args):
+    b = bands_for(args)
+    kind = args["index"]
+    with np.errstate(all="ignore"):
+        if kind == "evi":
+            ref = np.float32(2.5) * (b["nir"] - b["red"]) / (
+                b["nir"] + np.float32(6) * b["red"] - np.float32(7.5) * b["blue"] + np.float32(1))
+        elif kind == "savi":
+            l = np.float32(0.5)
+            ref = (np.float32(1) + l) * (b["nir"] - b["red"]) / (b["nir"] + b["red"] + l)
+        else:
+            a, c = {"ndvi": ("nir", "red"), "ndwi": ("green", "nir"), "nbr": ("nir", "swir2"),
+                    "ndbi": ("swir1", "nir"), "mndwi": ("green", "swir1")}[kind]
+            ref = (b[a] - b[c]) / (b[a] + b[c])
+    ref = finite_or_nan(ref)
+    ours = read(args["ours"])
+    res = compare(ours, ref)
+    # Statistics of the valid pixels, for the STAC Item.
+    v = ref[~np.isnan(ref)].astype(np.float64)
+    res["stats"] = [float(v.min()), float(v.max()), float(v.mean()), float(v.std())] if v.size else None
+    return res
+
+
+def expr(args):
+    env = {name: read(path, band) for name, (path, band) in args["bands"].items()}
+    env.update({"where": np.where, "sqrt": np.sqrt, "abs": np.abs, "min": np.minimum, "max": np.maximum})
+    with np.errstate(all="ignore"):
+        ref = finite_or_nan(eval(args["numpy"], {"np": np}, env))
+    return compare(read(args["ours"]), ref)
+
+
+def gdaldem(args):
+    with tempfile.TemporaryDirectory() as d:
+        out = f"{d}/ref.tif"
+        cmd = ["gdaldem", args["mode"], args["dem"], out] + args.get("extra", [])
+        subprocess.run(cmd, check=True, capture_output=True)
+        ref = read(out)
+        if args["mode"] == "hillshade":
+            ref[ref == 0] = np.nan  # gdaldem's hillshade nodata
+    ours = read(args["ours"])
+    return compare(ours, ref, border=1)
+
+
+def pansharpen(args):
+    with tempfile.TemporaryDirectory() as d:
+        out = f"{d}/ref.tif"
+        cmd = ["/usr/bin/python3", "/usr/bin/gdal_pansharpen.py", args["pan"]] + args["ms"] + [out, "-of", "GTiff"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        results = []
+        for i in range(len(args["ms"])):
+            ref = read(out, i + 1)
+            ours = read(args["ours"], i + 1)
+            # GDAL writes UInt16, rounded: compare our float with its rounding in mind.
+            results.append(compare(np.round(ours), ref, border=args.get("border", 0)))
+    return {
+        "max_abs_diff": max(r["max_abs_diff"] for r in results),
+        "mean_abs_diff": max(r["mean_abs_diff"] for r in results),
+        "nodata_mismatch": sum(r["nodata_mismatch"] for r in results),
+        "valid": sum(r["valid"] for r in results),
+        "inf": sum(r["inf"] for r in results),
+    }
+
+
+def cog(args):
+    from osgeo_utils.samples import validate_cloud_optimized_geotiff as v
+    warnings, errors, _ = v.validate(args["path"], full_check=True)
+    info = gdal.Info(args["path"], format="json")
+    band = info["bands"][0]
+    ds = gdal.Open(args["path"])
+    # Exact statistics, computed by GDAL from the pixels (not the metadata we wrote).
+    stats = ds.GetRasterBand(1).ComputeStatistics(False)
+    return {
+        "errors": errors,
+        "warnings": warnings,
+        "compression": info["metadata"].get("IMAGE_STRUCTURE", {}).get("COMPRESSION"),
+        "block": band["block"],
+        "overviews": len(band.get("overviews", [])),
+        "nodata": band.get("noDataValue"),
+        "stats": stats,
+    }
+
+
+def transform(args):
+    from osgeo import osr
+    src = osr.SpatialReference()
+    src.ImportFromWkt(args["wkt"])
+    dst = osr.SpatialReference()
+    dst.ImportFromEPSG(4326)
+    for s in (src, dst):
+        s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    ct = osr.CoordinateTransformation(src, dst)
+    return {"points": [list(ct.TransformPoint(x, y)[:2]) for x, y in args["points"]]}
+
+
+if __name__ == "__main__":
+    check, raw = sys.argv[1], sys.argv[2]
+    print(json.dumps(globals()[check](json.loads(raw))))

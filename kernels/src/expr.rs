@@ -1,6 +1,0 @@
-//! placeholder
-use thiserror::Error;
-/// placeholder
-#[derive(Debug, Error, Clone, PartialEq)]
-#[error("expression error")]
-pub struct ExprError;

@@ -219,8 +219,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<RunSummary> {
         }
         (None, None) => bail!("give --recipe or --expr"),
     };
-    let prepared = Prepared::new(recipe)?;
-    let scene = Scene::open(&inputs, &prepared.recipe)?;
+    let scene = Scene::open(&inputs, &recipe)?;
+    let prepared = Prepared::new(scene.resolve(recipe, &params)?)?;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         tile_px: args.tile_px,

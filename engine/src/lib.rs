@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod grid;
+pub mod mtl;
 pub mod pipeline;
 pub mod recipe;
 pub mod stac;

@@ -1,6 +1,6 @@
 //! Scenes: band files mapped to recipe roles, on one working grid.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gdal::spatial_ref::SpatialRef;
 use gdal::Dataset;
@@ -8,7 +8,10 @@ use gdal::Dataset;
 use crate::error::{EngineError, Result};
 use crate::grid::Grid;
 use crate::io::{grid_of, reason};
-use crate::recipe::{Recipe, Resample};
+use kernels::mask::MaskRule;
+
+use crate::mtl::Mtl;
+use crate::recipe::{Params, Recipe, Resample, Step};
 
 /// One input as the user gave it: `[role=]path[#band]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +234,84 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// Adapts a recipe to this scene's products. For `ndvi-landsat-l1`: the QA rule follows
+    /// the QA band (Collection 2 `QA_PIXEL` or pre-Collection `BQA`), and DNs become TOA
+    /// reflectance through the MTL (`--param mtl=…`, else `<product>_MTL.txt` beside the red
+    /// band, else the index is computed on DNs).
+    pub fn resolve(&self, mut recipe: Recipe, params: &Params) -> Result<Recipe> {
+        if recipe.name != LANDSAT_L1_RECIPE {
+            return Ok(recipe);
+        }
+        let path_of = |role: &str| {
+            self.bands
+                .iter()
+                .find(|b| b.role == role)
+                .map(|b| b.path.as_str())
+        };
+        if let Some(qa) = path_of("qa") {
+            if qa.to_ascii_uppercase().contains("QA_PIXEL") {
+                for step in &mut recipe.steps {
+                    if let Step::Mask { rule, .. } = step {
+                        *rule = MaskRule::landsat_default();
+                    }
+                }
+            }
+        }
+        let red = path_of("red").unwrap_or_default();
+        let mtl_path = match params.get("mtl") {
+            Some(p) => Some(PathBuf::from(p)),
+            None => sibling_mtl(red),
+        };
+        let Some(mtl_path) = mtl_path else {
+            recipe
+                .description
+                .push_str(" (no MTL found: computed on DN)");
+            return Ok(recipe);
+        };
+        let text = std::fs::read_to_string(&mtl_path).map_err(|e| EngineError::Open {
+            path: mtl_path.display().to_string(),
+            reason: e.to_string().to_lowercase(),
+        })?;
+        let mtl = Mtl::parse(&text);
+        let mut scale_steps = Vec::new();
+        for role in ["nir", "red"] {
+            let path = path_of(role).unwrap_or_default();
+            let band = landsat_band_number(path).ok_or_else(|| {
+                EngineError::InvalidInput(format!("cannot tell the Landsat band number of {path}"))
+            })?;
+            scale_steps.push(Step::Scale {
+                planes: vec![role.to_string()],
+                scaling: mtl.toa_reflectance(band)?,
+            });
+        }
+        recipe.steps.splice(0..0, scale_steps);
+        recipe.description = format!(
+            "NDVI from Landsat Level-1 TOA reflectance (MTL {}), QA-masked",
+            mtl_path.display()
+        );
+        Ok(recipe)
+    }
+}
+
+const LANDSAT_L1_RECIPE: &str = "ndvi-landsat-l1";
+
+/// The band number in a Landsat band file's name (`…_B4.TIF` → 4).
+fn landsat_band_number(path: &str) -> Option<u32> {
+    let stem = Path::new(path).file_stem()?.to_str()?;
+    stem.rsplit_once("_B")?.1.parse().ok()
+}
+
+/// `<product>_MTL.txt` beside a `<product>_B<n>.TIF` band file, when it exists.
+fn sibling_mtl(band_path: &str) -> Option<PathBuf> {
+    let p = Path::new(band_path);
+    let stem = p.file_stem()?.to_str()?;
+    let (product, _) = stem.rsplit_once("_B")?;
+    let product = product.strip_suffix("_SR").unwrap_or(product);
+    let candidate = p.with_file_name(format!("{product}_MTL.txt"));
+    candidate.is_file().then_some(candidate)
+}
+
 /// A name for the scene: the common prefix of its band files' names (`LC08_…_T1`), else the
 /// folder they sit in, else `scene`.
 fn scene_id(bands: &[SceneBand]) -> String {
@@ -249,8 +330,18 @@ fn scene_id(bands: &[SceneBand]) -> String {
                 .count(),
         );
     }
-    let mut id = first[..len].trim_end_matches(['_', '-', '.']).to_string();
-    if stems.len() > 1 && id.len() < 3 {
+    let mut id = first[..len].trim_end_matches(['_', '-', '.']);
+    // `l8_B4`, `l8_B5`, `l8_BQA` share `l8_B`: drop the dangling band-token start.
+    for suffix in ["_SR_B", "_B", "_SR"] {
+        if stems.len() > 1 {
+            id = id.strip_suffix(suffix).unwrap_or(id);
+        }
+    }
+    let mut id = id.to_string();
+    let band_token_only = id
+        .strip_prefix('B')
+        .is_some_and(|r| r.bytes().all(|c| c.is_ascii_digit()));
+    if stems.len() > 1 && (id.len() < 2 || band_token_only) {
         id = Path::new(&bands[0].path)
             .parent()
             .and_then(|p| p.file_name())

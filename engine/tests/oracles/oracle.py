@@ -75,7 +75,39 @@ def scl_mask(scl_path, like_path):
     return np.isin(up, [0, 1, 3, 8, 9, 10])
 
 
+def mtl_toa(mtl_path, band):
+    """(mult, add, sun elevation) of a Level-1 band from an MTL file."""
+    values, group = {}, []
+    for line in open(mtl_path):
+        if "=" not in line:
+            continue
+        k, v = (t.strip().strip('"') for t in line.split("=", 1))
+        if k == "GROUP":
+            group.append(v)
+        elif k == "END_GROUP":
+            group.pop()
+        else:
+            values.setdefault((group[-1] if group else "", k), v)
+    g = "LEVEL1_RADIOMETRIC_RESCALING" if ("LEVEL1_RADIOMETRIC_RESCALING", f"REFLECTANCE_MULT_BAND_{band}") in values else "RADIOMETRIC_RESCALING"
+    sun = next(float(v) for (grp, k), v in values.items() if k == "SUN_ELEVATION")
+    return float(values[(g, f"REFLECTANCE_MULT_BAND_{band}")]), float(values[(g, f"REFLECTANCE_ADD_BAND_{band}")]), sun
+
+
+def legacy_bqa_mask(qa_path):
+    qa = read(qa_path, nodata_to_nan=False).astype(np.uint32)
+    return ((qa & 1) != 0) | ((qa & 16) != 0) | (((qa >> 14) & 3) == 3) | (((qa >> 12) & 3) == 3)
+
+
 def bands_for(args):
+    if args["sensor"] == "landsat-l1":
+        mask = legacy_bqa_mask(args["qa"])
+        out = {}
+        for role, (path, band) in args["bands"].items():
+            mult, add, sun = mtl_toa(args["mtl"], band)
+            a = ((read(path).astype(np.float64) * mult + add) / np.sin(np.radians(sun))).astype(np.float32)
+            a[mask] = np.nan
+            out[role] = a
+        return out
     if args["sensor"] == "landsat-c2l2":
         sc, off = 2.75e-5, -0.2
         mask = landsat_mask(args["qa"])
@@ -136,16 +168,30 @@ def gdaldem(args):
 
 
 def pansharpen(args):
+    """Weighted Brovey on multispectral bands resampled onto the pan grid by gdalwarp
+    (cubic, georeferenced, Float32), in numpy. gdal_pansharpen.py itself maps MS onto pan by
+    pixel counts, ignoring the half-pan-pixel offset of real Level-1 grids, so it is the
+    kernel's oracle (kernels/tests/pansharpen_gdal.rs), not the engine's."""
+    pan_ds = gdal.Open(args["pan"])
+    gt = pan_ds.GetGeoTransform()
+    w, h = pan_ds.RasterXSize, pan_ds.RasterYSize
+    te = [gt[0], gt[3] + h * gt[5], gt[0] + w * gt[1], gt[3]]
+    pan = read(args["pan"]).astype(np.float64)
+    ms = []
     with tempfile.TemporaryDirectory() as d:
-        out = f"{d}/ref.tif"
-        cmd = ["/usr/bin/python3", "/usr/bin/gdal_pansharpen.py", args["pan"]] + args["ms"] + [out, "-of", "GTiff"]
-        subprocess.run(cmd, check=True, capture_output=True)
-        results = []
-        for i in range(len(args["ms"])):
-            ref = read(out, i + 1)
-            ours = read(args["ours"], i + 1)
-            # GDAL writes UInt16, rounded: compare our float with its rounding in mind.
-            results.append(compare(np.round(ours), ref, border=args.get("border", 0)))
+        for i, path in enumerate(args["ms"]):
+            out = f"{d}/ms{i}.tif"
+            subprocess.run(["gdalwarp", "-q", "-r", "cubic", "-et", "0", "-ot", "Float32",
+                            "-dstnodata", "nan", "-te", *map(str, te), "-ts", str(w), str(h),
+                            path, out], check=True, capture_output=True)
+            ms.append(read(out).astype(np.float64))
+    n = len(ms)
+    pseudo = sum(m / n for m in ms)
+    with np.errstate(all="ignore"):
+        factor = pan / pseudo
+        refs = [finite_or_nan(m * factor) for m in ms]
+    results = [compare(read(args["ours"], i + 1), ref, border=args.get("border", 0))
+               for i, ref in enumerate(refs)]
     return {
         "max_abs_diff": max(r["max_abs_diff"] for r in results),
         "mean_abs_diff": max(r["mean_abs_diff"] for r in results),

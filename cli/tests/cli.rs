@@ -1,0 +1,348 @@
+//! The `constellation` binary as a user drives it: a good run, the recipe list, and every kind
+//! of bad input, each of which must exit non-zero with one line and leave nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_constellation"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run constellation")
+}
+
+/// Asserts a failure with exactly one line on stderr containing `needle`.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "expected {needle:?} in {stderr:?}"
+    );
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+struct Scene {
+    dir: tempfile::TempDir,
+    s2: fixtures::GeneratedScene,
+    landsat: fixtures::GeneratedScene,
+}
+
+fn scenes() -> Scene {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("s2"), dir.path().join("ls"));
+    std::fs::create_dir_all(&a).expect("mkdir");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let s2 = fixtures::generate(&fixtures::SceneSpec::sentinel2(300, 1), &a).expect("s2");
+    let landsat = fixtures::generate(&fixtures::SceneSpec::landsat(300, 300, 2), &b).expect("ls");
+    Scene { dir, s2, landsat }
+}
+
+fn p(scene: &fixtures::GeneratedScene, role: &str) -> String {
+    scene.path(role).expect("role").display().to_string()
+}
+
+fn out_dir(s: &Scene, name: &str) -> PathBuf {
+    s.dir.path().join(name)
+}
+
+#[test]
+fn a_good_run_writes_a_cog_and_stac_and_reports_json() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "--tile-px",
+        "128",
+        "--threads",
+        "2",
+        "--json",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+    assert_eq!(v["tiles"], 9);
+    assert_eq!(v["width_px"], 300);
+    assert!(v["mpx_per_s"].as_f64().expect("number") > 0.0);
+    assert!(v["bands"][0]["count"].as_u64().expect("count") > 0);
+    let files = files_in(&out);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("_ndvi-sentinel2-l2a.tif")));
+    assert!(files
+        .iter()
+        .any(|f| f.ends_with("_ndvi-sentinel2-l2a.json")));
+}
+
+#[test]
+fn recipes_lists_the_catalog() {
+    let o = run(&["recipes"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "ndvi-landsat-c2l2",
+        "ndvi-landsat-l1",
+        "ndvi-sentinel2-l2a",
+        "ndwi-landsat-c2l2",
+        "evi-sentinel2-l2a",
+        "hillshade",
+        "slope",
+        "pansharpen",
+        "expr",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let o = run(&["recipes", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v.as_array().expect("array").len() >= 20);
+}
+
+#[test]
+fn missing_file() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        "/nonexistent/B04.tif",
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "cannot open /nonexistent/B04.tif");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
+fn corrupt_file() {
+    let s = scenes();
+    let bad = s.dir.path().join("B04.tif");
+    std::fs::write(&bad, b"II*\0 this is not a tiff").expect("write");
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        bad.to_str().expect("utf-8"),
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "cannot open");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
+fn band_that_is_not_there() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        &format!("red={}#4", p(&s.s2, "red")),
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "has 1 band(s), there is no band 4");
+    // A role the recipe needs but nobody gave.
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "needs a nir band");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
+fn grids_that_cannot_be_aligned() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    // Sentinel-2 red (UTM 29N) with Landsat NIR (UTM 33N).
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        &p(&s.s2, "red"),
+        &format!("nir={}", p(&s.landsat, "nir")),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "grids cannot be aligned");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
+fn unknown_recipe() {
+    let s = scenes();
+    let o = run(&[
+        "run",
+        "--recipe",
+        "nvdi",
+        "-i",
+        &p(&s.s2, "red"),
+        "-o",
+        out_dir(&s, "o").to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "unknown recipe \"nvdi\"");
+}
+
+#[test]
+fn invalid_expression_says_where() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--expr",
+        "(nir - red) / (nir + red",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "nir"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "invalid expression at column 25");
+    let o = run(&[
+        "run",
+        "--expr",
+        "(nir - red) / (nir + blue)",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "nir"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "blue");
+    assert!(files_in(&out).is_empty());
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let s = scenes();
+    let file = s.dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let out = file.join("out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "cannot write");
+}
+
+#[test]
+fn a_run_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_files() {
+    let s = scenes();
+    let out = out_dir(&s, "out");
+    let good = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "--tile-px",
+        "64",
+        "-i",
+        &p(&s.s2, "red"),
+        &p(&s.s2, "nir"),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let before = files_in(&out);
+    let cog = before.iter().find(|f| f.ends_with(".tif")).expect("cog");
+    let bytes_before = std::fs::read(out.join(cog)).expect("read");
+    // The same scene, but with the NIR band truncated: it opens, and tiles fail while reading.
+    let nir = p(&s.s2, "nir");
+    let broken_dir = s.dir.path().join("broken");
+    std::fs::create_dir_all(&broken_dir).expect("mkdir");
+    let broken = broken_dir.join(Path::new(&nir).file_name().expect("name"));
+    let full = std::fs::read(&nir).expect("read");
+    std::fs::write(&broken, &full[..full.len() / 2]).expect("write");
+    // Same output name: the scene id comes from the SCL/red folder, so give those from the
+    // same folder as before.
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "--tile-px",
+        "64",
+        "-i",
+        &p(&s.s2, "red"),
+        &format!("nir={}", broken.display()),
+        &p(&s.s2, "scl"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "cannot read");
+    assert_eq!(files_in(&out), before, "no partial files, nothing removed");
+    assert_eq!(
+        std::fs::read(out.join(cog)).expect("read"),
+        bytes_before,
+        "previous output intact"
+    );
+}
+
+#[test]
+fn unavailable_backend_is_an_error() {
+    let s = scenes();
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "--backend",
+        "cuda",
+        "-i",
+        &p(&s.s2, "red"),
+        "-o",
+        out_dir(&s, "o").to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "backend cuda is not available");
+}

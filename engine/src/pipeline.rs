@@ -4,6 +4,7 @@
 //! (halo included) and keep the smallest halo of their inputs; stencil steps consume halo.
 //! Outputs are cropped to the tile's window, so a tiled run equals a whole-scene run.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use kernels::convolve::convolve;
@@ -93,11 +94,12 @@ impl Prepared {
                     qa,
                     rule,
                 } => {
-                    let qa_plane = get(&planes, qa)?.clone();
                     for name in names {
-                        let p = get_mut(&mut planes, name)?;
-                        let qa_data = crop(&qa_plane, p.halo_px, width_px, height_px)?;
+                        // Take the target out so the QA plane can be borrowed beside it.
+                        let mut p = planes.remove(name.as_str()).ok_or_else(|| missing(name))?;
+                        let qa_data = crop(get(&planes, qa)?, p.halo_px, width_px, height_px)?;
                         kernels::mask::apply_mask(&mut p.data, &qa_data, rule)?;
+                        planes.insert(name.clone(), p);
                     }
                 }
                 Step::NormalizedDifference { a, b, out } => {
@@ -154,7 +156,7 @@ impl Prepared {
                         .iter()
                         .map(|n| crop(get(&planes, n)?, halo, width_px, height_px))
                         .collect::<Result<Vec<_>>>()?;
-                    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+                    let refs: Vec<&[f32]> = inputs.iter().map(|c| &**c).collect();
                     let (w, h) = dims(halo);
                     let mut o = vec![0.0; w * h];
                     program.eval(&refs, &mut o)?;
@@ -271,7 +273,7 @@ impl Prepared {
         self.recipe
             .outputs
             .iter()
-            .map(|o| crop(get(&planes, &o.plane)?, 0, width_px, height_px))
+            .map(|o| Ok(crop(get(&planes, &o.plane)?, 0, width_px, height_px)?.into_owned()))
             .collect()
     }
 }
@@ -301,19 +303,19 @@ pub fn step_outputs(step: &Step) -> Vec<&str> {
     }
 }
 
+fn missing(name: &str) -> EngineError {
+    EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists"))
+}
+
 fn get<'a>(planes: &'a HashMap<String, TilePlane>, name: &str) -> Result<&'a TilePlane> {
-    planes.get(name).ok_or_else(|| {
-        EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists"))
-    })
+    planes.get(name).ok_or_else(|| missing(name))
 }
 
 fn get_mut<'a>(
     planes: &'a mut HashMap<String, TilePlane>,
     name: &str,
 ) -> Result<&'a mut TilePlane> {
-    planes.get_mut(name).ok_or_else(|| {
-        EngineError::InvalidInput(format!("recipe uses plane {name:?} before it exists"))
-    })
+    planes.get_mut(name).ok_or_else(|| missing(name))
 }
 
 /// Runs a stencil that consumes `k` px of halo over the whole plane.
@@ -337,8 +339,13 @@ fn stencil(
     Ok((o, out_halo))
 }
 
-/// The plane cropped to a smaller halo (a copy; the same data when the halo already matches).
-fn crop(p: &TilePlane, halo_px: usize, width_px: usize, height_px: usize) -> Result<Vec<f32>> {
+/// The plane cropped to a smaller halo (borrowed when the halo already matches).
+fn crop(
+    p: &TilePlane,
+    halo_px: usize,
+    width_px: usize,
+    height_px: usize,
+) -> Result<Cow<'_, [f32]>> {
     if p.halo_px < halo_px {
         return Err(EngineError::InvalidInput(format!(
             "plane has {} px of halo, {halo_px} needed",
@@ -346,7 +353,7 @@ fn crop(p: &TilePlane, halo_px: usize, width_px: usize, height_px: usize) -> Res
         )));
     }
     if p.halo_px == halo_px {
-        return Ok(p.data.clone());
+        return Ok(Cow::Borrowed(&p.data));
     }
     let src_w = width_px + 2 * p.halo_px;
     let d = p.halo_px - halo_px;
@@ -356,21 +363,22 @@ fn crop(p: &TilePlane, halo_px: usize, width_px: usize, height_px: usize) -> Res
         let start = (y + d) * src_w + d;
         out.extend_from_slice(&p.data[start..start + w]);
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// The named planes, all at the smallest halo among them.
-fn aligned<const N: usize>(
-    planes: &HashMap<String, TilePlane>,
+fn aligned<'a, const N: usize>(
+    planes: &'a HashMap<String, TilePlane>,
     names: [&String; N],
     width_px: usize,
     height_px: usize,
-) -> Result<[(usize, Vec<f32>); N]> {
+) -> Result<[(usize, Cow<'a, [f32]>); N]> {
     let mut halo = usize::MAX;
     for n in names {
         halo = halo.min(get(planes, n)?.halo_px);
     }
-    let mut out: [(usize, Vec<f32>); N] = std::array::from_fn(|_| (0, Vec::new()));
+    let mut out: [(usize, Cow<'a, [f32]>); N] =
+        std::array::from_fn(|_| (0, Cow::Borrowed(&[][..])));
     for (slot, n) in out.iter_mut().zip(names) {
         *slot = (halo, crop(get(planes, n)?, halo, width_px, height_px)?);
     }

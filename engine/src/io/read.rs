@@ -83,20 +83,10 @@ fn read_clipped(ds: &Dataset, band: &SceneBand, w: Window) -> Result<Option<(Win
         None,
     )
     .map_err(|e| read_err(band, e))?;
-    if let Some(nd) = band.nodata {
-        let nd = nd as f32;
-        if nd.is_nan() {
-            // NaN already means nodata.
-        } else {
-            for v in &mut buf {
-                if *v == nd {
-                    *v = f32::NAN;
-                }
-            }
-        }
-    }
+    // One pass: the declared nodata (NaN already means nodata) and infinities become NaN.
+    let nd = band.nodata.map_or(f32::NAN, |nd| nd as f32);
     for v in &mut buf {
-        if v.is_infinite() {
+        if *v == nd || v.is_infinite() {
             *v = f32::NAN;
         }
     }

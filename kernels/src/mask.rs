@@ -130,11 +130,10 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
                     for (d, &q) in d.iter_mut().zip(q) {
-                        let invalid = q.is_nan() || q < 0.0;
-                        let hit = (q as u32) & bits != 0;
-                        if invalid || hit {
-                            *d = f32::NAN;
-                        }
+                        // Branch-free so it vectorizes: NaN and negative codes are masked.
+                        let code = q as i32 as u32;
+                        let masked = !(q >= 0.0) | (code & bits != 0);
+                        *d = if masked { f32::NAN } else { *d };
                     }
                 });
         }

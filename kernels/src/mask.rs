@@ -132,7 +132,7 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
                     for (d, &q) in d.iter_mut().zip(q) {
                         // Branch-free so it vectorizes: NaN and negative codes are masked.
                         let code = q as i32 as u32;
-                        let masked = !(q >= 0.0) | (code & bits != 0);
+                        let masked = q.is_nan() | (q < 0.0) | (code & bits != 0);
                         *d = if masked { f32::NAN } else { *d };
                     }
                 });

@@ -346,3 +346,47 @@ fn unavailable_backend_is_an_error() {
     ]);
     assert_fails_with(&o, "backend cuda is not available");
 }
+
+#[test]
+fn inputs_through_gdal_virtual_file_systems() {
+    // /vsizip/ stands in for /vsicurl/ and /vsis3/, which need a network: the path is handed
+    // to GDAL untouched and roles are still inferred from the member names.
+    let s = scenes();
+    let zip = s.dir.path().join("scene.zip");
+    let members: Vec<String> = ["red", "nir", "scl"].iter().map(|r| p(&s.s2, r)).collect();
+    let status = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys, zipfile, os\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    [z.write(f, os.path.basename(f)) for f in sys.argv[2:]]",
+            zip.to_str().expect("utf-8"),
+        ])
+        .args(&members)
+        .status()
+        .expect("python");
+    assert!(status.success());
+    let inputs: Vec<String> = members
+        .iter()
+        .map(|m| {
+            format!(
+                "/vsizip/{}/{}",
+                zip.display(),
+                Path::new(m).file_name().expect("name").to_string_lossy()
+            )
+        })
+        .collect();
+    let out = out_dir(&s, "out");
+    let mut args = vec![
+        "run",
+        "--recipe",
+        "ndvi-sentinel2-l2a",
+        "--json",
+        "-o",
+        out.to_str().expect("utf-8"),
+        "-i",
+    ];
+    args.extend(inputs.iter().map(String::as_str));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["bands"][0]["count"].as_u64().expect("count") > 0);
+}

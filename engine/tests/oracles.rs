@@ -194,6 +194,35 @@ fn landsat_c2l2_indices_match_numpy_on_synthetic_scene() {
         // tolerance allows one ulp near 1.
         assert_match(index, &r, 2e-7);
         assert_cog(&summary);
+        // The streamed, merged statistics and histogram agree with numpy's on the same pixels.
+        let want: Vec<f64> = serde_json::from_value(r["stats"].clone()).expect("stats");
+        let st = summary.bands[0].stats;
+        let got = [st.min, st.max, st.mean, st.std().expect("valid pixels")];
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-9 * (1.0 + w.abs()),
+                "{index} stats {got:?} vs {want:?}"
+            );
+        }
+        if index != "evi" {
+            // EVI leaves [-1, 1]; the others stay inside, so every valid pixel is counted.
+            let want: Vec<u64> = serde_json::from_value(r["histogram"].clone()).expect("histogram");
+            let hist = summary.bands[0].histogram.as_ref().expect("histogram");
+            assert_eq!(hist.bins.iter().sum::<u64>(), st.count, "{index}");
+            // Bin edges are computed differently (f64 division vs numpy's edges): a pixel on
+            // an edge may land one bin over.
+            let moved: u64 = hist
+                .bins
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| a.abs_diff(*b))
+                .sum();
+            assert!(
+                moved <= st.count / 10_000 + 2,
+                "{index}: histogram {:?} vs {want:?}",
+                hist.bins
+            );
+        }
     }
 }
 

@@ -144,6 +144,7 @@ def index(args):
     # Statistics of the valid pixels, for the STAC Item.
     v = ref[~np.isnan(ref)].astype(np.float64)
     res["stats"] = [float(v.min()), float(v.max()), float(v.mean()), float(v.std())] if v.size else None
+    res["histogram"] = np.histogram(v, bins=64, range=(-1.0, 1.0))[0].tolist()
     return res
 
 

@@ -122,14 +122,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // GDAL reports through our errors, not on stderr.
+    engine::io::init();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The chain of causes on one line, skipping a cause whose text its parent already shows.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg.replace('\n', " ")
 }
 
 fn dispatch(cli: Cli) -> Result<()> {

@@ -122,6 +122,7 @@ pub fn run(
         recipe.outputs.len(),
         opts.nodata,
         opts.compression,
+        opts.tile_px,
     )?;
     let empty_hists: Vec<Option<Histogram>> = recipe
         .outputs

@@ -330,6 +330,13 @@ fn sentinel2_ndvi_with_half_resolution_scl_matches_numpy() {
     );
     assert_match("s2 ndvi", &r, 2e-7);
     assert_cog(&summary);
+    // The overview built tile by tile is the mean of the valid pixels of each 2×2 block.
+    let r = oracle(
+        "overview",
+        json!({"path": summary.cog.display().to_string()}),
+    );
+    assert_eq!(r["overviews"], 1, "{r}");
+    assert_match("overview", &r, 1e-6);
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod expr;
 pub mod index;
 pub mod mask;
+pub mod overview;
 pub mod pansharpen;
 pub mod plane;
 pub mod scale;

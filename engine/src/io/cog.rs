@@ -58,6 +58,21 @@ pub struct CogWriter {
     nodata: f64,
     compression: Compression,
     band_count: usize,
+    /// Overview levels the writer builds from each tile (empty: GDAL builds them at the end).
+    overview_levels: usize,
+}
+
+/// Overview decimation factors the COG gets: halve until the image fits one 512 px block.
+pub fn overview_factors(width_px: usize, height_px: usize) -> Vec<i32> {
+    let mut factors = Vec::new();
+    let (mut w, mut h, mut f) = (width_px, height_px, 1i32);
+    while w > 512 || h > 512 {
+        f *= 2;
+        w = w.div_ceil(2);
+        h = h.div_ceil(2);
+        factors.push(f);
+    }
+    factors
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> EngineError {
@@ -68,13 +83,17 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> EngineError {
 }
 
 impl CogWriter {
-    /// Starts a `band_count`-band `Float32` COG at `final_path` on `grid`.
+    /// Starts a `band_count`-band `Float32` COG at `final_path` on `grid`, to be written in
+    /// tiles of `tile_px`. When `tile_px` is divisible by every overview factor, each tile's
+    /// overview blocks are computed as it is written (the mean of valid pixels, level from
+    /// level), which saves GDAL a second pass over the whole image.
     pub fn create(
         final_path: &Path,
         grid: &Grid,
         band_count: usize,
         nodata: f64,
         compression: Compression,
+        tile_px: usize,
     ) -> Result<Self> {
         crate::io::init();
         let dir = final_path.parent().unwrap_or(Path::new("."));
@@ -121,6 +140,16 @@ impl CogWriter {
             rb.set_no_data_value(Some(nodata))
                 .map_err(|e| write_err(&staging_path, reason(e)))?;
         }
+        let factors = overview_factors(grid.width_px, grid.height_px);
+        let aligned = factors.last().is_some_and(|&f| tile_px % (f as usize) == 0);
+        let overview_levels = if aligned {
+            // Empty overviews, filled tile by tile.
+            ds.build_overviews("NONE", &factors, &[])
+                .map_err(|e| write_err(&staging_path, reason(e)))?;
+            factors.len()
+        } else {
+            0
+        };
         Ok(Self {
             staging: Some(ds),
             staging_path,
@@ -129,6 +158,7 @@ impl CogWriter {
             nodata,
             compression,
             band_count,
+            overview_levels,
         })
     }
 
@@ -139,22 +169,36 @@ impl CogWriter {
             .as_mut()
             .ok_or_else(|| write_err(&self.staging_path, "writer already finished"))?;
         let nodata = self.nodata as f32;
+        let err = |e| write_err(&self.staging_path, reason(e));
         for (i, data) in bands.iter_mut().enumerate() {
-            for v in data.iter_mut() {
-                if !v.is_finite() {
-                    *v = nodata;
-                }
+            let rb = ds.rasterband(i + 1).map_err(err)?;
+            // The pyramid first, from the NaN-marked data.
+            let (mut level, mut w, mut h) = (Vec::new(), window.width_px, window.height_px);
+            for k in 0..self.overview_levels {
+                let src = if k == 0 { &data[..] } else { &level[..] };
+                let (next, w2, h2) = kernels::overview::halve_mean(src, w, h)?;
+                (level, w, h) = (next, w2, h2);
+                let div = 1i64 << (k + 1);
+                let mut ov = rb.overview(k).map_err(err)?;
+                let mut buf = Buffer::new((w, h), to_nodata(level.clone(), nodata));
+                ov.write(
+                    ((window.x_px / div) as isize, (window.y_px / div) as isize),
+                    (w, h),
+                    &mut buf,
+                )
+                .map_err(err)?;
             }
-            let mut rb = ds
-                .rasterband(i + 1)
-                .map_err(|e| write_err(&self.staging_path, reason(e)))?;
-            let mut buf = Buffer::new((window.width_px, window.height_px), std::mem::take(data));
+            let mut rb = rb;
+            let mut buf = Buffer::new(
+                (window.width_px, window.height_px),
+                to_nodata(std::mem::take(data), nodata),
+            );
             rb.write(
                 (window.x_px as isize, window.y_px as isize),
                 (window.width_px, window.height_px),
                 &mut buf,
             )
-            .map_err(|e| write_err(&self.staging_path, reason(e)))?;
+            .map_err(err)?;
         }
         Ok(())
     }
@@ -192,7 +236,11 @@ impl CogWriter {
             compress.as_str(),
             "PREDICTOR=YES",
             "BLOCKSIZE=512",
-            "OVERVIEWS=AUTO",
+            if self.overview_levels > 0 {
+                "OVERVIEWS=FORCE_USE_EXISTING"
+            } else {
+                "OVERVIEWS=AUTO"
+            },
             "OVERVIEW_RESAMPLING=AVERAGE",
             "NUM_THREADS=ALL_CPUS",
             "BIGTIFF=IF_SAFER",
@@ -210,6 +258,15 @@ impl CogWriter {
         let _ = std::fs::remove_file(&self.staging_path);
         Ok(self.final_path.clone())
     }
+}
+
+fn to_nodata(mut data: Vec<f32>, nodata: f32) -> Vec<f32> {
+    for v in &mut data {
+        if !v.is_finite() {
+            *v = nodata;
+        }
+    }
+    data
 }
 
 impl Drop for CogWriter {

@@ -221,6 +221,25 @@ def cog(args):
     }
 
 
+def overview(args):
+    """Overview 1 against numpy's mean of the valid pixels of each 2×2 block of the base."""
+    ds = gdal.Open(args["path"])
+    b = ds.GetRasterBand(1)
+    base = read(args["path"])
+    h, w = base.shape
+    padded = np.full((h + h % 2, w + w % 2), np.nan, dtype=np.float64)
+    padded[:h, :w] = base
+    blocks = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2)
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        ref = np.nanmean(blocks, axis=(1, 3)).astype(np.float32)
+    ov = b.GetOverview(0).ReadAsArray().astype(np.float32)
+    ov[ov == np.float32(b.GetNoDataValue())] = np.nan
+    res = compare(ov, ref)
+    res["overviews"] = b.GetOverviewCount()
+    return res
+
+
 def transform(args):
     from osgeo import osr
     src = osr.SpatialReference()

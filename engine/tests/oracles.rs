@@ -570,3 +570,119 @@ fn footprints_match_proj_through_gdal() {
         .sum();
     assert!(area > 0.0);
 }
+
+#[test]
+fn stencil_recipes_tiled_equal_whole_bit_for_bit() {
+    let s = synthetic(fixtures::SceneSpec::dem(300, 260, 4));
+    let dem = format!("dem={}", path_of(&s.scene, "dem"));
+    let band = format!("band={}", path_of(&s.scene, "dem"));
+    let read = |p: &Path| -> Vec<f32> {
+        let ds = gdal::Dataset::open(p).expect("open output");
+        let b = ds.rasterband(1).expect("band");
+        b.read_band_as::<f32>().expect("read").data().to_vec()
+    };
+    for (name, input) in [
+        ("hillshade", &dem),
+        ("slope", &dem),
+        ("aspect", &dem),
+        ("smooth", &band),
+        ("edges", &band),
+    ] {
+        let recipe = named(name, &Params::new());
+        let whole = run_recipe(
+            recipe.clone(),
+            &[input.clone()],
+            &s.out.join(format!("{name}-whole")),
+            4096,
+        );
+        let reference = read(&whole.cog);
+        for tile_px in [37, 128] {
+            let tiled = run_recipe(
+                recipe.clone(),
+                &[input.clone()],
+                &s.out.join(format!("{name}-{tile_px}")),
+                tile_px,
+            );
+            let got = read(&tiled.cog);
+            assert!(
+                got.iter()
+                    .zip(&reference)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: tile {tile_px} differs from the whole-scene run"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_input_data_type_reads_with_its_nodata() {
+    let s = synthetic(fixtures::SceneSpec::landsat(160, 120, 6));
+    let red = path_of(&s.scene, "red");
+    let nir = path_of(&s.scene, "nir");
+    for (ot, nodata) in [
+        ("Byte", "0"),
+        ("Int16", "-32768"),
+        ("UInt32", "4000000000"),
+        ("Int32", "-1"),
+        ("Float32", "nan"),
+        ("Float64", "-1e30"),
+    ] {
+        let dir = s.out.join(ot);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut converted = Vec::new();
+        for (role, src) in [("red", &red), ("nir", &nir)] {
+            let dst = dir.join(format!("{role}.tif"));
+            // Same pixels in another type (Byte rescaled to fit); the fill collar (0) becomes
+            // the type's declared nodata value.
+            let status = if ot == "Byte" {
+                Command::new("gdal_translate")
+                    .args([
+                        "-q",
+                        "-ot",
+                        ot,
+                        "-scale",
+                        "0",
+                        "65535",
+                        "0",
+                        "255",
+                        "-a_nodata",
+                        nodata,
+                        src,
+                    ])
+                    .arg(&dst)
+                    .status()
+            } else {
+                Command::new("gdalwarp")
+                    .args([
+                        "-q",
+                        "-ot",
+                        ot,
+                        "-srcnodata",
+                        "0",
+                        "-dstnodata",
+                        nodata,
+                        src,
+                    ])
+                    .arg(&dst)
+                    .status()
+            }
+            .expect("gdal tool");
+            assert!(status.success());
+            converted.push((role, dst.display().to_string()));
+        }
+        let text = "(nir - red) / (nir + red)";
+        let recipe = recipe::expression_recipe(text, &["red".into(), "nir".into()]).expect("valid");
+        let inputs: Vec<String> = converted.iter().map(|(r, p)| format!("{r}={p}")).collect();
+        let summary = run_recipe(recipe, &inputs, &dir.join("out"), 64);
+        let r = oracle(
+            "expr",
+            json!({"bands": {"red": [converted[0].1, 1], "nir": [converted[1].1, 1]},
+                   "numpy": "(nir - red) / (nir + red)",
+                   "ours": summary.cog.display().to_string()}),
+        );
+        assert_match(ot, &r, 1e-6);
+        // The fill collar is nodata, so part of the scene is not counted.
+        let count = summary.bands[0].stats.count;
+        assert!(count > 0 && count < 160 * 120 * 9 / 10, "{ot}: {count}");
+    }
+}

@@ -390,3 +390,46 @@ fn inputs_through_gdal_virtual_file_systems() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["bands"][0]["count"].as_u64().expect("count") > 0);
 }
+
+#[test]
+fn a_multiband_file_without_roles_is_not_bound_by_position() {
+    let s = scenes();
+    let vrt = s.dir.path().join("stack.vrt");
+    let status = Command::new("gdalbuildvrt")
+        .args([
+            "-q",
+            "-separate",
+            vrt.to_str().expect("utf-8"),
+            &p(&s.landsat, "nir"),
+            &p(&s.landsat, "red"),
+            &p(&s.landsat, "qa"),
+        ])
+        .status()
+        .expect("gdalbuildvrt");
+    assert!(status.success());
+    let out = out_dir(&s, "out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-landsat-c2l2",
+        "-i",
+        vrt.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_fails_with(&o, "cannot tell which band of");
+    // Named explicitly, the same file works.
+    let v = vrt.display().to_string();
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-landsat-c2l2",
+        "-o",
+        out.to_str().expect("utf-8"),
+        "-i",
+        &format!("nir={v}#1"),
+        &format!("red={v}#2"),
+        &format!("qa={v}#3"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

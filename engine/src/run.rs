@@ -140,6 +140,8 @@ pub fn run(
     let mut totals: Vec<Stats> = vec![Stats::EMPTY; recipe.outputs.len()];
     let mut hists = empty_hists.clone();
     let outcome: Result<()> = std::thread::scope(|s| {
+        // Owned by this closure: an early return drops it, so blocked workers wake and stop.
+        let rx = rx;
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, abort, plan, empty_hists) = (&next, &abort, &plan, &empty_hists);

@@ -175,21 +175,7 @@ impl Scene {
                 (Some(r), _) => r.clone(),
                 (None, Some(r)) => r.to_string(),
                 (None, None) if inputs.len() == 1 => {
-                    // One file: take bands in the recipe's role order.
-                    let ds = open_dataset(&spec.path)?;
-                    let count = ds.raster_count();
-                    for (i, role) in recipe.roles().enumerate() {
-                        if i < count {
-                            bound.push((
-                                role.to_string(),
-                                InputSpec {
-                                    role: Some(role.to_string()),
-                                    path: spec.path.clone(),
-                                    band: Some(i + 1),
-                                },
-                            ));
-                        }
-                    }
+                    bound.extend(bind_bands_of_one_file(spec, recipe)?);
                     continue;
                 }
                 (None, None) => {
@@ -364,6 +350,61 @@ fn scene_id(bands: &[SceneBand]) -> String {
     } else {
         id
     }
+}
+
+/// Binds a recipe's roles to the bands of one file given without roles: a single-role recipe
+/// takes a single-band file; otherwise each role needs a band whose description names it
+/// (`red`, `nir` …) or whose colour interpretation is that colour. Position alone never binds,
+/// so a band is never silently taken for another.
+fn bind_bands_of_one_file(spec: &InputSpec, recipe: &Recipe) -> Result<Vec<(String, InputSpec)>> {
+    let ds = open_dataset(&spec.path)?;
+    let count = ds.raster_count();
+    let roles: Vec<&str> = recipe.roles().collect();
+    let bind = |role: &str, band: usize| {
+        (
+            role.to_string(),
+            InputSpec {
+                role: Some(role.to_string()),
+                path: spec.path.clone(),
+                band: Some(band),
+            },
+        )
+    };
+    if roles.len() == 1 && (count == 1 || spec.band.is_some()) {
+        return Ok(vec![bind(roles[0], spec.band.unwrap_or(1))]);
+    }
+    let mut names = Vec::with_capacity(count);
+    for i in 1..=count {
+        let rb = ds.rasterband(i).map_err(|e| EngineError::Open {
+            path: spec.path.clone(),
+            reason: reason(e),
+        })?;
+        let description = gdal::Metadata::description(&rb)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let colour = match rb.color_interpretation() {
+            gdal::raster::ColorInterpretation::RedBand => "red",
+            gdal::raster::ColorInterpretation::GreenBand => "green",
+            gdal::raster::ColorInterpretation::BlueBand => "blue",
+            _ => "",
+        };
+        names.push((description, colour));
+    }
+    roles
+        .iter()
+        .map(|role| {
+            names
+                .iter()
+                .position(|(d, c)| d == role || *c == *role)
+                .map(|i| bind(role, i + 1))
+                .ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "cannot tell which band of {} is {role}; name it as {role}={}#N",
+                        spec.path, spec.path
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn srs(grid: &Grid) -> Option<SpatialRef> {

@@ -149,6 +149,12 @@ fn one_line(e: &anyhow::Error) -> String {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
+            if let [only] = args.inputs.as_slice() {
+                let dir = std::path::Path::new(only);
+                if dir.is_dir() {
+                    return run_folder(&args, dir);
+                }
+            }
             let summary = run(&args)?;
             report(&summary, args.json);
             Ok(())
@@ -201,67 +207,143 @@ fn check_backend(backend: Backend) -> Result<()> {
 
 /// Runs one recipe over one scene.
 pub(crate) fn run(args: &RunArgs) -> Result<RunSummary> {
-    check_backend(args.backend)?;
-    if args.tile_px < 16 || args.tile_px > 16_384 {
-        bail!(
-            "--tile-px must be between 16 and 16384, got {}",
-            args.tile_px
-        );
-    }
-    let workers = match args.threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => {
-            // Kernels share rayon's global pool; size it once, before any work.
-            let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global();
-            n
+    let job = Job::new(args)?;
+    let inputs = parse_inputs(&args.inputs)?;
+    job.run_scene(&inputs)
+}
+
+/// Everything about a run that does not depend on the scene.
+struct Job<'a> {
+    args: &'a RunArgs,
+    params: Params,
+    opts: RunOptions,
+}
+
+impl<'a> Job<'a> {
+    fn new(args: &'a RunArgs) -> Result<Self> {
+        check_backend(args.backend)?;
+        if args.tile_px < 16 || args.tile_px > 16_384 {
+            bail!(
+                "--tile-px must be between 16 and 16384, got {}",
+                args.tile_px
+            );
         }
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
-    let params = parse_params(&args.params)?;
-    let inputs = args
-        .inputs
+        let workers = match args.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => {
+                // Kernels share rayon's global pool; size it once, before any work.
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global();
+                n
+            }
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        Ok(Self {
+            args,
+            params: parse_params(&args.params)?,
+            opts: RunOptions {
+                out_dir: args.out.clone(),
+                tile_px: args.tile_px,
+                workers,
+                nodata: args.nodata,
+                compression: Compression::parse(&args.compression)?,
+            },
+        })
+    }
+
+    fn recipe(&self, inputs: &[InputSpec]) -> Result<recipe::Recipe> {
+        Ok(match (&self.args.recipe, &self.args.expr) {
+            (Some(name), _) => recipe::by_name(name, &self.params)?,
+            (None, Some(text)) => recipe::expression_recipe(text, &expression_roles(inputs)?)?,
+            (None, None) => bail!("give --recipe or --expr"),
+        })
+    }
+
+    fn run_scene(&self, inputs: &[InputSpec]) -> Result<RunSummary> {
+        let recipe = self.recipe(inputs)?;
+        let scene = Scene::open(inputs, &recipe)?;
+        let prepared = Prepared::new(scene.resolve(recipe, &self.params)?)?;
+        let bar = if self.args.json {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} tiles {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("{} {}", scene.id, prepared.recipe.name));
+            bar
+        };
+        let summary = engine::run::run(&prepared, &scene, &self.opts, &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        Ok(summary)
+    }
+}
+
+fn parse_inputs(raw: &[String]) -> Result<Vec<InputSpec>> {
+    Ok(raw
         .iter()
         .map(|s| InputSpec::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let recipe = match (&args.recipe, &args.expr) {
-        (Some(name), _) => recipe::by_name(name, &params)?,
-        (None, Some(text)) => {
-            let roles = expression_roles(&inputs)?;
-            recipe::expression_recipe(text, &roles)?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `run` with a folder as input: every scene in it, one after another. Scenes that lack a
+/// band the recipe needs are skipped with one line each; none at all is an error.
+fn run_folder(args: &RunArgs, dir: &std::path::Path) -> Result<()> {
+    let job = Job::new(args)?;
+    let scenes = engine::io::scene::discover(dir)?;
+    let (mut done, mut skipped) = (Vec::new(), 0usize);
+    for (name, inputs) in &scenes {
+        match job.run_scene(inputs) {
+            Ok(summary) => {
+                if !args.json {
+                    report(&summary, false);
+                }
+                done.push(summary);
+            }
+            Err(e) if is_scene_mismatch(&e) => {
+                skipped += 1;
+                eprintln!("skipped {name}: {}", one_line(&e));
+            }
+            Err(e) => return Err(e.context(format!("scene {name}"))),
         }
-        (None, None) => bail!("give --recipe or --expr"),
-    };
-    let scene = Scene::open(&inputs, &recipe)?;
-    let prepared = Prepared::new(scene.resolve(recipe, &params)?)?;
-    let opts = RunOptions {
-        out_dir: args.out.clone(),
-        tile_px: args.tile_px,
-        workers,
-        nodata: args.nodata,
-        compression: Compression::parse(&args.compression)?,
-    };
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {pos}/{len} tiles {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    }
+    if done.is_empty() {
+        bail!(
+            "no scene in {} has the bands this recipe needs ({} scene(s) looked at)",
+            dir.display(),
+            scenes.len()
         );
-        bar.set_message(prepared.recipe.name.clone());
-        bar
-    };
-    let summary = engine::run::run(&prepared, &scene, &opts, &|done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    Ok(summary)
+    }
+    if args.json {
+        let all: Vec<serde_json::Value> = done.iter().map(summary_json).collect();
+        println!("{}", serde_json::Value::Array(all));
+    } else {
+        let (mpx, secs) = done
+            .iter()
+            .fold((0.0, 0.0), |(m, s), d| (m + d.megapixels, s + d.seconds));
+        println!(
+            "{} scene(s), {skipped} skipped: {mpx:.1} Mpx in {secs:.2} s, {:.1} Mpx/s",
+            done.len(),
+            if secs > 0.0 { mpx / secs } else { 0.0 }
+        );
+    }
+    Ok(())
+}
+
+/// Errors that mean "this scene is not for this recipe", as opposed to a broken run.
+fn is_scene_mismatch(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<engine::EngineError>(),
+        Some(engine::EngineError::MissingBand { .. } | engine::EngineError::InvalidInput(_))
+    )
 }
 
 /// Roles for an expression: explicit `role=` names, inferred names, or `b1`, `b2` … for the
@@ -286,34 +368,38 @@ fn expression_roles(inputs: &[InputSpec]) -> Result<Vec<String>> {
         .collect()
 }
 
+fn summary_json(s: &RunSummary) -> serde_json::Value {
+    let bands: Vec<_> = s
+        .bands
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "name": b.name,
+                "count": b.stats.count,
+                "min": b.stats.min(),
+                "max": b.stats.max(),
+                "mean": b.stats.mean(),
+                "std": b.stats.std(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "recipe": s.recipe,
+        "cog": s.cog,
+        "stac": s.stac,
+        "tiles": s.tiles,
+        "width_px": s.width_px,
+        "height_px": s.height_px,
+        "megapixels": s.megapixels,
+        "seconds": s.seconds,
+        "mpx_per_s": s.mpx_per_s(),
+        "bands": bands,
+    })
+}
+
 pub(crate) fn report(s: &RunSummary, json: bool) {
     if json {
-        let bands: Vec<_> = s
-            .bands
-            .iter()
-            .map(|b| {
-                serde_json::json!({
-                    "name": b.name,
-                    "count": b.stats.count,
-                    "min": b.stats.min(),
-                    "max": b.stats.max(),
-                    "mean": b.stats.mean(),
-                    "std": b.stats.std(),
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "recipe": s.recipe,
-            "cog": s.cog,
-            "stac": s.stac,
-            "tiles": s.tiles,
-            "width_px": s.width_px,
-            "height_px": s.height_px,
-            "megapixels": s.megapixels,
-            "seconds": s.seconds,
-            "mpx_per_s": s.mpx_per_s(),
-            "bands": bands,
-        });
+        let v = summary_json(s);
         println!("{v}");
     } else {
         println!(

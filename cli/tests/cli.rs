@@ -433,3 +433,55 @@ fn a_multiband_file_without_roles_is_not_bound_by_position() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_folder_of_scenes_runs_every_matching_scene() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("scenes");
+    // Two Landsat products side by side, and a Sentinel-2 tile in a sub-folder.
+    fixtures::generate(&fixtures::SceneSpec::landsat(200, 150, 1), &root).expect("landsat 1");
+    fixtures::generate(&fixtures::SceneSpec::landsat(180, 120, 2), &root).expect("landsat 2");
+    fixtures::generate(
+        &fixtures::SceneSpec::sentinel2(150, 3),
+        &root.join("T29RKH"),
+    )
+    .expect("s2");
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--recipe",
+        "ndvi-landsat-c2l2",
+        "--json",
+        "-i",
+        root.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json array");
+    let runs = v.as_array().expect("array");
+    assert_eq!(runs.len(), 2, "{v}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("skipped T29RKH"), "{stderr}");
+    let files = files_in(&out);
+    assert!(
+        files.contains(&"LC08_L2SP_SYNTH_1_ndvi-landsat-c2l2.tif".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"LC08_L2SP_SYNTH_2_ndvi-landsat-c2l2.tif".to_string()),
+        "{files:?}"
+    );
+    // No scene fits: an error, not an empty success.
+    let o = run(&[
+        "run",
+        "--recipe",
+        "hillshade",
+        "-i",
+        root.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error: no scene in"));
+}

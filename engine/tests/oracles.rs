@@ -591,7 +591,7 @@ fn stencil_recipes_tiled_equal_whole_bit_for_bit() {
         let recipe = named(name, &Params::new());
         let whole = run_recipe(
             recipe.clone(),
-            &[input.clone()],
+            std::slice::from_ref(input),
             &s.out.join(format!("{name}-whole")),
             4096,
         );
@@ -599,7 +599,7 @@ fn stencil_recipes_tiled_equal_whole_bit_for_bit() {
         for tile_px in [37, 128] {
             let tiled = run_recipe(
                 recipe.clone(),
-                &[input.clone()],
+                std::slice::from_ref(input),
                 &s.out.join(format!("{name}-{tile_px}")),
                 tile_px,
             );

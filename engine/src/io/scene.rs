@@ -226,6 +226,9 @@ impl Scene {
     /// reflectance through the MTL (`--param mtl=…`, else `<product>_MTL.txt` beside the red
     /// band, else the index is computed on DNs).
     pub fn resolve(&self, mut recipe: Recipe, params: &Params) -> Result<Recipe> {
+        if recipe.name.ends_with("-landsat-c2l2") {
+            self.check_landsat_level2(&recipe)?;
+        }
         if recipe.name != LANDSAT_L1_RECIPE {
             return Ok(recipe);
         }
@@ -280,6 +283,38 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// Refuses band files whose Landsat names say they are not Collection 2 Level-2 surface
+    /// reflectance (a Level-1 `…_B4.TIF`, a pre-Collection `BQA`), which the Level-2 scaling and
+    /// QA bits would turn into nonsense. Files with other names are taken as given.
+    fn check_landsat_level2(&self, recipe: &Recipe) -> Result<()> {
+        for b in &self.bands {
+            let name = Path::new(&b.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let landsat_band = b.role != "qa" && infer_role(&b.path).is_some();
+            let wrong = (landsat_band && !name.contains("_SR_B"))
+                || (b.role == "qa" && name.contains("BQA"));
+            if wrong {
+                return Err(EngineError::InvalidInput(format!(
+                    "{} is not a Collection 2 Level-2 {} band; recipe {} needs _SR_B* and \
+                     QA_PIXEL files (ndvi-landsat-l1 takes Level-1 DN)",
+                    b.path,
+                    if b.role == "qa" {
+                        "QA_PIXEL"
+                    } else {
+                        "surface reflectance"
+                    },
+                    recipe.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 const LANDSAT_L1_RECIPE: &str = "ndvi-landsat-l1";
 
 /// The band number in a Landsat band file's name (`…_B4.TIF` → 4).
@@ -296,6 +331,90 @@ fn sibling_mtl(band_path: &str) -> Option<PathBuf> {
     let product = product.strip_suffix("_SR").unwrap_or(product);
     let candidate = p.with_file_name(format!("{product}_MTL.txt"));
     candidate.is_file().then_some(candidate)
+}
+
+/// Raster file extensions considered when a folder is scanned for scenes.
+const RASTER_EXTENSIONS: [&str; 6] = ["tif", "tiff", "jp2", "vrt", "img", "nc"];
+
+/// The scenes in a folder, each as a list of inputs: band files grouped by product (the part
+/// of the name before the band token, e.g. `LC08_L2SP_008059_20191201_20200825_02_T1`), and
+/// every sub-folder of band files as one scene (Sentinel-2 style `…/B04.tif`). Files whose
+/// role cannot be inferred are left out. Sorted by name, for a stable order.
+pub fn discover(dir: &Path) -> Result<Vec<(String, Vec<InputSpec>)>> {
+    let read_dir = |d: &Path| {
+        std::fs::read_dir(d).map_err(|e| EngineError::Open {
+            path: d.display().to_string(),
+            reason: e.to_string().to_lowercase(),
+        })
+    };
+    let is_raster = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| RASTER_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    };
+    let band_files = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = read_dir(d)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_raster(p))
+            .filter(|p| p.to_str().and_then(infer_role).is_some())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let spec = |p: &Path| InputSpec {
+        role: None,
+        path: p.display().to_string(),
+        band: None,
+    };
+    let mut groups: std::collections::BTreeMap<String, Vec<InputSpec>> = Default::default();
+    for file in band_files(dir)? {
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        // A DEM is a scene of its own; band files group by product.
+        let is_dem = file.to_str().and_then(infer_role) == Some("dem");
+        let mut product = if is_dem {
+            stem.to_string()
+        } else {
+            product_of(stem)
+        };
+        if product.is_empty() {
+            // Loose band files (B04.tif, SCL.tif): the folder is the scene.
+            product = dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_string))
+                .unwrap_or_else(|| "scene".into());
+        }
+        groups.entry(product).or_default().push(spec(&file));
+    }
+    let mut subdirs: Vec<PathBuf> = read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        let files = band_files(&sub)?;
+        if !files.is_empty() {
+            let name = sub.file_name().and_then(|n| n.to_str()).unwrap_or("scene");
+            groups
+                .entry(name.to_string())
+                .or_default()
+                .extend(files.iter().map(|f| spec(f)));
+        }
+    }
+    Ok(groups.into_iter().collect())
+}
+
+/// The product part of a band file's stem: everything before its band token.
+fn product_of(stem: &str) -> String {
+    let upper = stem.to_ascii_uppercase();
+    for token in ["_SR_B", "_ST_B", "_QA_PIXEL", "_BQA", "_B", "_SCL"] {
+        if let Some(i) = upper.rfind(token) {
+            if i > 0 {
+                return stem[..i].to_string();
+            }
+        }
+    }
+    String::new()
 }
 
 /// A name for the scene: the common prefix of its band files' names (`LC08_…_T1`), else the

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   pkg-config libgdal-dev gdal-bin python3-gdal python3-numpy python3-scipy
-  postgresql-15-postgis-3 mesa-vulkan-drivers libvulkan1
+  postgresql-15-postgis-3 mesa-vulkan-drivers libvulkan1 time
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,12 @@
-//! Shared inputs for the kernel benchmarks: deterministic planes of plausible values.
+//! The bench harness behind `constellation bench`: the machine's memory-bandwidth limit,
+//! kernel throughput, end-to-end runs against peer tools, and the reports; plus shared inputs
+//! for the criterion micro-benchmarks.
+
+pub mod e2e;
+pub mod machine;
+pub mod report;
+pub mod stream;
+pub mod throughput;
 
 /// A deterministic plane of `len` values in `[lo, hi)` (a SplitMix64 stream).
 pub fn plane(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {

@@ -13,6 +13,7 @@ use engine::recipe::{self, Params};
 use engine::run::{RunOptions, RunSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod bench;
 mod demo;
 
 #[derive(Debug, Parser)]
@@ -105,6 +106,9 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
     },
+    /// Measure kernels against the memory-bandwidth limit and end-to-end runs against numpy,
+    /// gdal_calc.py and the I/O floor; results go to benches/results.
+    Bench(bench::BenchArgs),
     /// Generate synthetic scenes and run the main recipes over them (and over the real
     /// fixtures, when given).
     Demo {
@@ -172,6 +176,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             for (role, path) in &scene.bands {
                 println!("{role}\t{}", path.display());
             }
+            Ok(())
+        }
+        Command::Bench(args) => {
+            let md = bench::run(&args)?;
+            println!("{}", std::fs::read_to_string(&md)?);
+            println!("results in {}", md.display());
             Ok(())
         }
         Command::Demo { out, size_px, real } => demo::run_demo(&out, size_px, real.as_deref()),

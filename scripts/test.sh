@@ -8,5 +8,8 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Every feature on (the wgpu backend runs for real on Mesa's lavapipe), and the lean builds:
+# the engine without GDAL (what a GPU machine carries) and without wgpu.
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy -p engine --no-default-features --locked -- -D warnings
+cargo test --workspace --all-features --locked

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::{report, run, Backend, RunArgs};
+use crate::{report, run, RunArgs};
 
 fn args(recipe: &str, inputs: Vec<String>, out: &Path, params: Vec<String>) -> RunArgs {
     RunArgs {
@@ -13,7 +13,7 @@ fn args(recipe: &str, inputs: Vec<String>, out: &Path, params: Vec<String>) -> R
         expr: None,
         inputs,
         out: out.to_path_buf(),
-        backend: Backend::Cpu,
+        backend: engine::backend::BackendKind::Cpu,
         tile_px: 512,
         threads: None,
         params,

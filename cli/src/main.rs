@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use engine::backend::BackendKind;
 use engine::io::cog::Compression;
 use engine::io::scene::{InputSpec, Scene};
 use engine::pipeline::Prepared;
@@ -25,18 +26,6 @@ mod demo;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// The best backend available (CUDA, then a hardware wgpu adapter, then CPU).
-    Auto,
-    /// The rayon CPU backend, the reference.
-    Cpu,
-    /// wgpu compute shaders.
-    Wgpu,
-    /// CUDA through NVRTC.
-    Cuda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,9 +50,9 @@ struct RunArgs {
     /// Output folder (created if missing).
     #[arg(long, short = 'o')]
     out: PathBuf,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    backend: Backend,
+    /// Compute backend: auto (CUDA, then a hardware wgpu adapter, then CPU), cpu, wgpu, cuda.
+    #[arg(long, default_value = "auto")]
+    backend: BackendKind,
     /// Tile size in pixels.
     #[arg(long, default_value_t = 512)]
     tile_px: usize,
@@ -205,16 +194,6 @@ pub(crate) fn parse_params(raw: &[String]) -> Result<Params> {
         .collect()
 }
 
-fn check_backend(backend: Backend) -> Result<()> {
-    match backend {
-        Backend::Auto | Backend::Cpu => Ok(()),
-        Backend::Wgpu | Backend::Cuda => bail!(
-            "backend {} is not available in this build; use --backend cpu",
-            format!("{backend:?}").to_lowercase()
-        ),
-    }
-}
-
 /// Runs one recipe over one scene.
 pub(crate) fn run(args: &RunArgs) -> Result<RunSummary> {
     let job = Job::new(args)?;
@@ -231,7 +210,12 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn new(args: &'a RunArgs) -> Result<Self> {
-        check_backend(args.backend)?;
+        let (backend, fallback) = engine::backend::select(args.backend)?;
+        if let Some(reason) = fallback {
+            if !args.json {
+                eprintln!("{reason}");
+            }
+        }
         if args.tile_px < 16 || args.tile_px > 16_384 {
             bail!(
                 "--tile-px must be between 16 and 16384, got {}",
@@ -258,6 +242,7 @@ impl<'a> Job<'a> {
                 workers,
                 nodata: args.nodata,
                 compression: Compression::parse(&args.compression)?,
+                backend: std::sync::Arc::new(backend),
             },
         })
     }

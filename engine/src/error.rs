@@ -39,6 +39,9 @@ pub enum EngineError {
     /// An input argument is malformed.
     #[error("invalid input {0}")]
     InvalidInput(String),
+    /// A compute backend could not start or failed while running a kernel.
+    #[error("backend error: {0}")]
+    Backend(String),
     /// A kernel refused its arguments (includes expression errors with their position).
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),

@@ -1,6 +1,7 @@
 //! The tile engine: grids and tiles, recipes and their execution, and (with the `gdal`
 //! feature) raster I/O, COG and STAC output, and the batch runner behind `constellation run`.
 
+pub mod backend;
 pub mod error;
 pub mod grid;
 pub mod mtl;

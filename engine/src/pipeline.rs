@@ -3,15 +3,19 @@
 //! Every plane of a tile carries its own halo. Element-wise steps run over the whole plane
 //! (halo included) and keep the smallest halo of their inputs; stencil steps consume halo.
 //! Outputs are cropped to the tile's window, so a tiled run equals a whole-scene run.
+//!
+//! The element-wise steps (scale, mask, the indices and expressions) run on the [`Backend`]
+//! given to [`Prepared::run_tile_on`]; stencils (convolve, terrain) and pansharpening always run
+//! on the CPU kernels for now.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use kernels::convolve::convolve;
-use kernels::expr::{bind, CompiledExpr, Expr};
 use kernels::plane::Plane;
 use kernels::terrain::{aspect, hillshade, slope, SlopeUnits, TerrainParams};
 
+use crate::backend::{Backend, ExprKernel};
 use crate::error::{EngineError, Result};
 use crate::recipe::{Recipe, Step};
 
@@ -37,7 +41,7 @@ pub struct GridFacts {
 #[derive(Debug)]
 pub struct Prepared {
     pub recipe: Recipe,
-    compiled: Vec<Option<(CompiledExpr, Vec<String>)>>,
+    compiled: Vec<Option<(ExprKernel, Vec<String>)>>,
 }
 
 impl Prepared {
@@ -49,9 +53,7 @@ impl Prepared {
             compiled.push(match step {
                 Step::Expr { text, .. } => {
                     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                    let parsed = Expr::parse(text).map_err(kernels::KernelError::from)?;
-                    let typed = bind(&parsed, &refs).map_err(kernels::KernelError::from)?;
-                    Some((typed.compile(), names.clone()))
+                    Some((ExprKernel::parse(text, &refs)?, names.clone()))
                 }
                 _ => None,
             });
@@ -70,8 +72,21 @@ impl Prepared {
 
     /// Runs the recipe on one tile whose inner window is `width_px` × `height_px`. `planes`
     /// holds the recipe's bands by role; returns the output planes, cropped to the window.
+    /// Runs on the CPU reference; see [`run_tile_on`](Self::run_tile_on).
     pub fn run_tile(
         &self,
+        width_px: usize,
+        height_px: usize,
+        planes: HashMap<String, TilePlane>,
+        grid: &GridFacts,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.run_tile_on(&Backend::Cpu, width_px, height_px, planes, grid)
+    }
+
+    /// [`run_tile`](Self::run_tile) with the element-wise steps on `backend`.
+    pub fn run_tile_on(
+        &self,
+        backend: &Backend,
         width_px: usize,
         height_px: usize,
         mut planes: HashMap<String, TilePlane>,
@@ -86,7 +101,7 @@ impl Prepared {
                 } => {
                     for name in names {
                         let p = get_mut(&mut planes, name)?;
-                        kernels::scale::scale_in_place(&mut p.data, *scaling)?;
+                        backend.scale_in_place(&mut p.data, *scaling)?;
                     }
                 }
                 Step::Mask {
@@ -98,14 +113,14 @@ impl Prepared {
                         // Take the target out so the QA plane can be borrowed beside it.
                         let mut p = planes.remove(name.as_str()).ok_or_else(|| missing(name))?;
                         let qa_data = crop(get(&planes, qa)?, p.halo_px, width_px, height_px)?;
-                        kernels::mask::apply_mask(&mut p.data, &qa_data, rule)?;
+                        backend.apply_mask(&mut p.data, &qa_data, rule)?;
                         planes.insert(name.clone(), p);
                     }
                 }
                 Step::NormalizedDifference { a, b, out } => {
                     let [a, b] = aligned(&planes, [a, b], width_px, height_px)?;
                     let mut o = vec![0.0; a.1.len()];
-                    kernels::index::normalized_difference(&a.1, &b.1, &mut o)?;
+                    backend.normalized_difference(&a.1, &b.1, &mut o)?;
                     planes.insert(
                         out.clone(),
                         TilePlane {
@@ -122,7 +137,7 @@ impl Prepared {
                 } => {
                     let [n, r, b] = aligned(&planes, [nir, red, blue], width_px, height_px)?;
                     let mut o = vec![0.0; n.1.len()];
-                    kernels::index::evi(&n.1, &r.1, &b.1, &mut o)?;
+                    backend.evi(&n.1, &r.1, &b.1, &mut o)?;
                     planes.insert(
                         out.clone(),
                         TilePlane {
@@ -134,7 +149,7 @@ impl Prepared {
                 Step::Savi { nir, red, l, out } => {
                     let [n, r] = aligned(&planes, [nir, red], width_px, height_px)?;
                     let mut o = vec![0.0; n.1.len()];
-                    kernels::index::savi(&n.1, &r.1, *l, &mut o)?;
+                    backend.savi(&n.1, &r.1, *l, &mut o)?;
                     planes.insert(
                         out.clone(),
                         TilePlane {
@@ -159,7 +174,7 @@ impl Prepared {
                     let refs: Vec<&[f32]> = inputs.iter().map(|c| &**c).collect();
                     let (w, h) = dims(halo);
                     let mut o = vec![0.0; w * h];
-                    program.eval(&refs, &mut o)?;
+                    backend.expr(program, &refs, &mut o)?;
                     planes.insert(
                         out.clone(),
                         TilePlane {

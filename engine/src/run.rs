@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use kernels::stats::{Histogram, Stats};
 
+use crate::backend::Backend;
 use crate::error::{EngineError, Result};
 use crate::grid::Window;
 use crate::io::cog::{BandMeta, CogWriter, Compression};
@@ -29,6 +30,8 @@ pub struct RunOptions {
     /// The nodata value written to the COG.
     pub nodata: f64,
     pub compression: Compression,
+    /// Where element-wise kernels run (stencils stay on the CPU for now).
+    pub backend: Arc<Backend>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +42,7 @@ impl Default for RunOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             nodata: -9999.0,
             compression: Compression::Deflate,
+            backend: Arc::new(Backend::Cpu),
         }
     }
 }
@@ -160,8 +164,15 @@ pub fn run(
                         return;
                     }
                     let tile = plan.tile(i);
-                    let result =
-                        compute_tile(prepared, &reader, tile.window, halo_px, &facts, empty_hists);
+                    let result = compute_tile(
+                        prepared,
+                        &opts.backend,
+                        &reader,
+                        tile.window,
+                        halo_px,
+                        &facts,
+                        empty_hists,
+                    );
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
                         abort.store(true, Ordering::Relaxed);
@@ -287,6 +298,7 @@ pub fn run(
 
 fn compute_tile(
     prepared: &Prepared,
+    backend: &Backend,
     reader: &SceneReader<'_>,
     window: Window,
     halo_px: usize,
@@ -299,7 +311,7 @@ fn compute_tile(
         let data = reader.read(i, read_window)?;
         planes.insert(band.role.clone(), TilePlane { halo_px, data });
     }
-    let bands = prepared.run_tile(window.width_px, window.height_px, planes, facts)?;
+    let bands = prepared.run_tile_on(backend, window.width_px, window.height_px, planes, facts)?;
     let stats = bands.iter().map(|b| kernels::stats::stats(b)).collect();
     let hists = empty_hists
         .iter()

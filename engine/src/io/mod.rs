@@ -8,10 +8,23 @@ pub mod scene;
 
 use crate::grid::Grid;
 
-/// Turns a GDAL error into a one-line reason.
+/// Turns a GDAL error into a one-line reason: GDAL's own message without the binding's
+/// wrapper ("GDAL method 'X' returned a NULL pointer. Error msg: '…'").
 pub(crate) fn reason(e: gdal::errors::GdalError) -> String {
-    let s = e.to_string();
-    let s = s.trim().trim_end_matches('.');
+    let full = e.to_string();
+    let inner = match full.split_once("Error msg: '") {
+        Some((_, rest)) => rest.trim_end().trim_end_matches('\'').to_string(),
+        None => match full.split_once("error msg: '") {
+            Some((_, rest)) => rest.trim_end().trim_end_matches('\'').to_string(),
+            None => full.clone(),
+        },
+    };
+    let inner = if inner.trim().is_empty() {
+        "gdal cannot open or read it".to_string()
+    } else {
+        inner
+    };
+    let s = inner.trim().trim_end_matches('.');
     // GDAL's messages start with a capital; ours are lowercase.
     let mut c = s.chars();
     match c.next() {

@@ -154,6 +154,12 @@ pub struct Scene {
 }
 
 pub(crate) fn open_dataset(path: &str) -> Result<Dataset> {
+    if !path.starts_with("/vsi") && !Path::new(path).exists() {
+        return Err(EngineError::Open {
+            path: path.to_string(),
+            reason: "no such file".into(),
+        });
+    }
     Dataset::open(path).map_err(|e| EngineError::Open {
         path: path.to_string(),
         reason: reason(e),

@@ -66,6 +66,7 @@ mod parser;
 mod print;
 pub mod semantics;
 mod typecheck;
+pub mod wgsl;
 
 pub use ast::{
     Arity, BandRef, BinaryOp, Expr, ExprKind, Func, Prec, Span, Type, TypedExpr, TypedKind,

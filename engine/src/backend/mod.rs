@@ -1,0 +1,313 @@
+//! The compute-backend seam: one set of element-wise kernels (scale, apply_mask, the indices and
+//! compiled expressions) behind [`Backend`], implemented by the CPU reference and, with the
+//! `wgpu` feature, by WGSL compute shaders; [`select`] picks one for a run.
+//!
+//! Every backend must give the CPU's results within the tolerance stated per kernel in
+//! `engine/tests/conformance.rs`, the one suite run against every backend.
+
+mod cpu;
+#[cfg(feature = "wgpu")]
+pub mod wgpu_backend;
+
+use std::fmt;
+use std::str::FromStr;
+
+use kernels::expr::{bind, CompiledExpr, Expr, TypedExpr};
+use kernels::mask::MaskRule;
+use kernels::scale::Scaling;
+
+use crate::error::{EngineError, Result};
+
+#[cfg(feature = "wgpu")]
+pub use wgpu_backend::{WgpuBackend, WgpuOptions};
+
+/// Which backend a run asks for (`--backend auto|cpu|wgpu|cuda`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// CUDA if it starts, else a hardware wgpu adapter, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [Self; 4] = [Self::Auto, Self::Cpu, Self::Wgpu, Self::Cuda];
+
+    /// The name as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "backend {s:?}: expected one of auto, cpu, wgpu, cuda"
+                ))
+            })
+    }
+}
+
+/// A started compute backend. Cheap to share by reference across worker threads; a device
+/// backend serialises its own device work.
+#[derive(Debug)]
+pub enum Backend {
+    /// The rayon CPU kernels of `kernels`: the reference.
+    Cpu,
+    /// WGSL compute shaders through wgpu (Vulkan, Metal, DX12 or GL).
+    #[cfg(feature = "wgpu")]
+    Wgpu(Box<WgpuBackend>),
+}
+
+/// Starts the backend `kind` asks for. Returns it with, for `auto`, the one-line reason why a
+/// preferred backend was passed over (to be logged once); an explicit backend that cannot start
+/// is an error saying why.
+pub fn select(kind: BackendKind) -> Result<(Backend, Option<String>)> {
+    match kind {
+        BackendKind::Cpu => Ok((Backend::Cpu, None)),
+        BackendKind::Cuda => Err(EngineError::Backend(cuda_unavailable().to_string())),
+        BackendKind::Wgpu => start_wgpu(true).map(|b| (b, None)),
+        BackendKind::Auto => {
+            let mut passed_over = vec![format!("cuda: {}", cuda_unavailable())];
+            match start_wgpu(false) {
+                Ok(b) => return Ok((b, Some(format!("auto: {}", passed_over.join("; "))))),
+                Err(e) => passed_over.push(format!("wgpu: {}", backend_reason(&e))),
+            }
+            // With no GPU backend built in, CPU is not a fallback: nothing to report.
+            let reason = cfg!(feature = "wgpu")
+                .then(|| format!("auto: using cpu ({})", passed_over.join("; ")));
+            Ok((Backend::Cpu, reason))
+        }
+    }
+}
+
+fn cuda_unavailable() -> &'static str {
+    "the cuda backend is not built into this binary"
+}
+
+fn backend_reason(e: &EngineError) -> String {
+    match e {
+        EngineError::Backend(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn start_wgpu(allow_software: bool) -> Result<Backend> {
+    WgpuBackend::new(&WgpuOptions {
+        allow_software,
+        ..WgpuOptions::default()
+    })
+    .map(Backend::from)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn start_wgpu(_allow_software: bool) -> Result<Backend> {
+    Err(EngineError::Backend(
+        "the wgpu backend is not built into this binary (build with --features wgpu)".into(),
+    ))
+}
+
+#[cfg(feature = "wgpu")]
+impl From<WgpuBackend> for Backend {
+    fn from(backend: WgpuBackend) -> Self {
+        Backend::Wgpu(Box::new(backend))
+    }
+}
+
+/// A bound, type-checked expression made ready for every backend: the CPU program, and the
+/// typed tree device backends generate code from, keyed by its canonical text.
+#[derive(Debug, Clone)]
+pub struct ExprKernel {
+    typed: TypedExpr,
+    compiled: CompiledExpr,
+    key: String,
+}
+
+impl ExprKernel {
+    /// Prepares a bound expression.
+    pub fn new(typed: TypedExpr) -> Self {
+        let compiled = typed.compile();
+        let key = format!("{}#{}", typed, typed.band_count);
+        Self {
+            typed,
+            compiled,
+            key,
+        }
+    }
+
+    /// Parses and binds `text` against `band_names`, then prepares it.
+    pub fn parse(text: &str, band_names: &[&str]) -> Result<Self> {
+        let parsed = Expr::parse(text).map_err(kernels::KernelError::from)?;
+        let typed = bind(&parsed, band_names).map_err(kernels::KernelError::from)?;
+        Ok(Self::new(typed))
+    }
+
+    /// How many bands the expression was bound against (the length `inputs` must have).
+    pub fn band_count(&self) -> usize {
+        self.typed.band_count
+    }
+
+    /// The typed tree.
+    pub fn typed(&self) -> &TypedExpr {
+        &self.typed
+    }
+
+    /// The CPU register program.
+    pub fn compiled(&self) -> &CompiledExpr {
+        &self.compiled
+    }
+
+    /// The canonical text (bands as `$n`) and band count: the key of compiled device code.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Backend {
+    /// The backend's short name: `cpu`, `wgpu` or `cuda`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(_) => "wgpu",
+        }
+    }
+
+    /// One line naming the backend and its device, for logs and summaries.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Cpu => format!("cpu ({} rayon threads)", rayon::current_num_threads()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => format!("wgpu ({})", w.adapter_summary()),
+        }
+    }
+
+    /// `data = data · scale + offset` in place; nodata stays nodata.
+    pub fn scale_in_place(&self, data: &mut [f32], scaling: Scaling) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::scale_in_place(data, scaling),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.scale_in_place(data, scaling),
+        }
+    }
+
+    /// Writes nodata into `data` wherever `qa` is masked under `rule`.
+    pub fn apply_mask(&self, data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::apply_mask(data, qa, rule),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.apply_mask(data, qa, rule),
+        }
+    }
+
+    /// `out = (a − b) / (a + b)`.
+    pub fn normalized_difference(&self, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::normalized_difference(a, b, out),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.normalized_difference(a, b, out),
+        }
+    }
+
+    /// `out = 2.5 (nir − red) / (nir + 6 red − 7.5 blue + 1)`.
+    pub fn evi(&self, nir: &[f32], red: &[f32], blue: &[f32], out: &mut [f32]) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::evi(nir, red, blue, out),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.evi(nir, red, blue, out),
+        }
+    }
+
+    /// `out = (1 + l)(nir − red) / (nir + red + l)`.
+    pub fn savi(&self, nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::savi(nir, red, l, out),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.savi(nir, red, l, out),
+        }
+    }
+
+    /// `out[i] = expr(inputs[0][i], inputs[1][i], …)`; `inputs` holds one slice per bound band.
+    pub fn expr(&self, expr: &ExprKernel, inputs: &[&[f32]], out: &mut [f32]) -> Result<()> {
+        match self {
+            Backend::Cpu => cpu::expr(expr, inputs, out),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.expr(expr, inputs, out),
+        }
+    }
+}
+
+/// Checks the inputs of an expression call, as the CPU program does.
+#[cfg_attr(
+    not(feature = "wgpu"),
+    allow(dead_code, reason = "only device backends call it")
+)]
+pub(crate) fn check_expr_inputs(
+    expr: &ExprKernel,
+    inputs: &[&[f32]],
+    out_len: usize,
+) -> Result<()> {
+    if inputs.len() != expr.band_count() {
+        return Err(kernels::KernelError::InvalidParam {
+            name: "inputs",
+            reason: format!(
+                "the expression reads {} bands but {} were given",
+                expr.band_count(),
+                inputs.len()
+            ),
+        }
+        .into());
+    }
+    for input in inputs {
+        kernels::error::check_len("expression input band", out_len, input.len())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for k in BackendKind::ALL {
+            assert_eq!(k.name().parse::<BackendKind>().ok(), Some(k));
+        }
+        assert!("gpu".parse::<BackendKind>().is_err());
+    }
+
+    #[test]
+    fn cuda_is_an_error_with_a_reason() {
+        let err = select(BackendKind::Cuda).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("cuda")));
+    }
+
+    #[test]
+    fn auto_always_starts_something() {
+        let (backend, reason) = select(BackendKind::Auto).expect("auto never fails");
+        if matches!(backend, Backend::Cpu) {
+            assert!(reason.is_some_and(|r| r.contains("cuda")));
+        }
+    }
+}

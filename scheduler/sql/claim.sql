@@ -1,0 +1,39 @@
+-- Claim up to $2 claimable tasks for worker $1 with a lease of $3 seconds.
+-- The SKIP LOCKED CTE is the fence between claimers: a row locked by another claimer is
+-- skipped, never waited for, so N workers drain the queue without claiming a row twice.
+-- attempt is incremented here, so (id, attempt) names this run of the task.
+WITH next AS (
+    SELECT id
+    FROM task
+    WHERE state = 'queued' AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE task t
+    SET state = 'running',
+        attempt = t.attempt + 1,
+        worker_id = $1,
+        claimed_at = now(),
+        lease_expires_at = now() + make_interval(secs => $3)
+    FROM next
+    WHERE t.id = next.id
+    RETURNING t.id, t.job_id, t.kind, t.tile_index, t.attempt, t.max_attempts,
+              t.lease_expires_at
+), started AS (
+    -- The first claim of a job starts it (later claims find it running and change nothing).
+    UPDATE job j
+    SET state = 'running', started_at = now()
+    WHERE j.id IN (SELECT job_id FROM claimed) AND j.state = 'queued'
+    RETURNING j.id
+), started_event AS (
+    INSERT INTO event (job_id, kind, payload)
+    SELECT id, 'job_running', '{}' FROM started
+)
+SELECT c.id, c.job_id, c.kind, c.tile_index, c.attempt, c.max_attempts, c.lease_expires_at,
+       j.recipe, j.params, j.inputs,
+       tl.x_px, tl.y_px, tl.width_px, tl.height_px
+FROM claimed c
+JOIN job j ON j.id = c.job_id
+LEFT JOIN tile tl ON tl.job_id = c.job_id AND tl.tile_index = c.tile_index
+ORDER BY c.id

@@ -1,0 +1,16 @@
+-- Move a running task ($1) to history as failed with error $2. When $3 (worker) is not null
+-- the run is fenced on ($1, $4 attempt, $3 worker). Returns the job to fail.
+WITH gone AS (
+    DELETE FROM task
+    WHERE id = $1 AND state = 'running'
+      AND ($3::uuid IS NULL OR (worker_id = $3 AND attempt = $4))
+    RETURNING id, job_id, kind, tile_index, priority, attempt, max_attempts, claimed_at,
+              worker_id
+), history AS (
+    INSERT INTO task_history (id, job_id, kind, tile_index, state, priority, attempt,
+                              max_attempts, claimed_at, worker_id, error)
+    SELECT id, job_id, kind, tile_index, 'failed', priority, attempt, max_attempts,
+           claimed_at, worker_id, $2
+    FROM gone
+)
+SELECT job_id FROM gone

@@ -1,0 +1,17 @@
+-- Tasks whose lease expired (their worker stopped heartbeating) go back to the queue when
+-- attempts remain; the attempt stays as the claim counted it. SKIP LOCKED: a row some
+-- worker is heartbeating or completing right now is not expired, so it is never waited for.
+-- Returns the requeued ids; exhausted rows are failed by a second step.
+WITH expired AS (
+    SELECT id
+    FROM task
+    WHERE state = 'running' AND lease_expires_at < now() AND attempt < max_attempts
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE task t
+SET state = 'queued', worker_id = NULL, lease_expires_at = NULL, run_at = now(),
+    error = 'lease expired on attempt ' || t.attempt
+FROM expired e
+WHERE t.id = e.id
+RETURNING t.id

@@ -1,0 +1,565 @@
+//! The queue: submit, claim, heartbeat, complete, fail, reap, cancel — each one statement or
+//! one short transaction against PostgreSQL.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::{Result, SchedulerError};
+use crate::model::{
+    footprint_wkb, ClaimedTask, FailOutcome, HeartbeatReply, JobSpec, JobState, JobStatus,
+    ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
+};
+
+const CLAIM_SQL: &str = include_str!("../sql/claim.sql");
+const COMPLETE_SQL: &str = include_str!("../sql/complete.sql");
+const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
+const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
+const END_JOB_TASKS_SQL: &str = include_str!("../sql/end_job_tasks.sql");
+const END_JOB_SQL: &str = include_str!("../sql/end_job.sql");
+const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat.sql");
+const REAP_SQL: &str = include_str!("../sql/reap.sql");
+const SUBMIT_SQL: &str = include_str!("../sql/submit.sql");
+const SUBMIT_FINALIZE_SQL: &str = include_str!("../sql/submit_finalize.sql");
+const TASKS_OF_JOB_SQL: &str = include_str!("../sql/tasks_of_job.sql");
+
+/// The channel a task becoming claimable is announced on.
+pub const TASK_CHANNEL: &str = "constellation_task";
+
+/// SQLSTATE of a detected deadlock: the transaction was rolled back and may be retried.
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// How failed runs are spaced out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay before the first retry, before jitter.
+    pub base_secs: f64,
+    /// Largest delay, before jitter.
+    pub cap_secs: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base_secs: 5.0,
+            cap_secs: 600.0,
+        }
+    }
+}
+
+/// A handle on the queue (a connection pool; cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pool: PgPool,
+    backoff: Backoff,
+}
+
+impl Queue {
+    /// Connect with a pool of up to 10 connections.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, 10).await
+    }
+
+    /// Connect with a pool of up to `max_connections`.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.application_name("constellation-scheduler"))
+            .await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wrap an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The same queue with another retry backoff.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The pool, for the event bus and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply the migrations in `scheduler/migrations` (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Queue a job: the job row, its tiles, one task per tile and a finalize task, in one
+    /// transaction, in bulk. Returns the job id.
+    pub async fn submit(&self, spec: &JobSpec) -> Result<Uuid> {
+        if spec.max_attempts < 1 {
+            return Err(SchedulerError::InvalidSpec(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        if spec.recipe.is_empty() {
+            return Err(SchedulerError::InvalidSpec(
+                "recipe must not be empty".into(),
+            ));
+        }
+        let n = spec.tiles.len();
+        let tiles_total = i32::try_from(n)
+            .map_err(|_| SchedulerError::InvalidSpec(format!("{n} tiles are too many")))?;
+        let mut index = Vec::with_capacity(n);
+        let (mut x, mut y, mut w, mut h) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut footprint = Vec::with_capacity(n);
+        let mut extent: Option<[f64; 4]> = None;
+        for t in &spec.tiles {
+            if t.window.width_px <= 0 || t.window.height_px <= 0 {
+                return Err(SchedulerError::InvalidSpec(format!(
+                    "tile {}: the window must have a positive size",
+                    t.index
+                )));
+            }
+            index.push(t.index);
+            x.push(t.window.x_px);
+            y.push(t.window.y_px);
+            w.push(t.window.width_px);
+            h.push(t.window.height_px);
+            footprint.push(footprint_wkb(t.index, &t.footprint_deg)?);
+            for &(lon, lat) in &t.footprint_deg {
+                let e = extent.get_or_insert([lon, lat, lon, lat]);
+                *e = [e[0].min(lon), e[1].min(lat), e[2].max(lon), e[3].max(lat)];
+            }
+        }
+        let mut sorted = index.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|p| p[0] == p[1]) {
+            return Err(SchedulerError::InvalidSpec(
+                "tile indices must be unique".into(),
+            ));
+        }
+
+        let job_id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(SUBMIT_SQL)
+            .bind(job_id)
+            .bind(spec.account)
+            .bind(&spec.recipe)
+            .bind(&spec.params)
+            .bind(&spec.inputs)
+            .bind(spec.priority)
+            .bind(spec.max_attempts)
+            .bind(tiles_total)
+            .bind(&spec.trace_context)
+            .bind(&index)
+            .bind(&x)
+            .bind(&y)
+            .bind(&w)
+            .bind(&h)
+            .bind(&footprint)
+            .bind(extent.map(|e| e[0]))
+            .bind(extent.map(|e| e[1]))
+            .bind(extent.map(|e| e[2]))
+            .bind(extent.map(|e| e[3]))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SUBMIT_FINALIZE_SQL)
+            .bind(job_id)
+            .bind(spec.priority)
+            .bind(spec.max_attempts)
+            .bind(tiles_total)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(TASK_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(job_id)
+    }
+
+    /// Claim up to `n` claimable tasks for `worker`, highest priority first, each with a
+    /// lease of `lease`. Never waits on rows another claimer holds.
+    pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
+        let rows = sqlx::query(CLAIM_SQL)
+            .bind(worker)
+            .bind(n)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = TaskKind::parse(r.try_get("kind")?)?;
+                let tile = match r.try_get::<Option<i32>, _>("tile_index")? {
+                    Some(index) => Some((
+                        index,
+                        Window {
+                            x_px: r.try_get::<Option<i32>, _>("x_px")?.unwrap_or(0),
+                            y_px: r.try_get::<Option<i32>, _>("y_px")?.unwrap_or(0),
+                            width_px: r.try_get::<Option<i32>, _>("width_px")?.unwrap_or(0),
+                            height_px: r.try_get::<Option<i32>, _>("height_px")?.unwrap_or(0),
+                        },
+                    )),
+                    None => None,
+                };
+                Ok(ClaimedTask {
+                    run: TaskRef {
+                        id: r.try_get("id")?,
+                        attempt: r.try_get("attempt")?,
+                    },
+                    max_attempts: r.try_get("max_attempts")?,
+                    job_id: r.try_get("job_id")?,
+                    kind,
+                    tile,
+                    recipe: r.try_get("recipe")?,
+                    params: r.try_get("params")?,
+                    inputs: r.try_get("inputs")?,
+                    lease_expires_at: r.try_get("lease_expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Complete runs of `worker` with their outputs, in one statement. Returns the task ids
+    /// whose completion was accepted; a run the worker no longer owns is refused.
+    pub async fn complete(&self, worker: Uuid, done: &[(TaskRef, Value)]) -> Result<Vec<TaskId>> {
+        let ids: Vec<TaskId> = done.iter().map(|(r, _)| r.id).collect();
+        let attempts: Vec<i32> = done.iter().map(|(r, _)| r.attempt).collect();
+        let outputs: Vec<Value> = done.iter().map(|(_, o)| o.clone()).collect();
+        let accepted = sqlx::query_scalar(COMPLETE_SQL)
+            .bind(worker)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&outputs)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(accepted)
+    }
+
+    /// A run of `worker` failed with `error`. Retryable failures with attempts left go back
+    /// to the queue after a backoff; otherwise the task fails and its job with it (the rest
+    /// of the job is cancelled).
+    pub async fn fail(
+        &self,
+        worker: Uuid,
+        run: TaskRef,
+        error: &str,
+        retryable: bool,
+    ) -> Result<FailOutcome> {
+        if retryable {
+            let retry: Option<DateTime<Utc>> = sqlx::query_scalar(FAIL_RETRY_SQL)
+                .bind(worker)
+                .bind(run.id)
+                .bind(run.attempt)
+                .bind(error)
+                .bind(self.backoff.base_secs)
+                .bind(self.backoff.cap_secs)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(run_at) = retry {
+                return Ok(FailOutcome::Retrying { run_at });
+            }
+        }
+        let failed = self
+            .with_deadlock_retry(|mut tx| async move {
+                let job: Option<Uuid> = sqlx::query_scalar(FAIL_TERMINAL_SQL)
+                    .bind(run.id)
+                    .bind(error)
+                    .bind(worker)
+                    .bind(run.attempt)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(job) = job {
+                    let reason = format!("task {} failed: {error}", run.id);
+                    end_job(&mut tx, job, JobState::Failed, &reason).await?;
+                }
+                Ok((tx, job.is_some()))
+            })
+            .await?;
+        Ok(if failed {
+            FailOutcome::Failed
+        } else {
+            FailOutcome::Rejected
+        })
+    }
+
+    /// Give runs back without counting them (a draining worker): queued again at once.
+    /// Returns the ids released.
+    pub async fn release(&self, worker: Uuid, runs: &[TaskRef]) -> Result<Vec<TaskId>> {
+        let ids: Vec<TaskId> = runs.iter().map(|r| r.id).collect();
+        let attempts: Vec<i32> = runs.iter().map(|r| r.attempt).collect();
+        let released = sqlx::query_scalar(
+            "-- Back to the queue, the attempt uncounted.
+             UPDATE task t
+             SET state = 'queued', attempt = t.attempt - 1, worker_id = NULL,
+                 lease_expires_at = NULL, run_at = now()
+             FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
+             WHERE t.id = i.id AND t.attempt = i.attempt AND t.worker_id = $1
+               AND t.state = 'running'
+             RETURNING t.id",
+        )
+        .bind(worker)
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(released)
+    }
+
+    /// Extend the leases of `worker`'s in-flight runs by `lease` and stamp the worker.
+    /// The reply names runs to stop: cancelled ones, and ones the worker lost.
+    pub async fn heartbeat(
+        &self,
+        worker: Uuid,
+        in_flight: &[TaskRef],
+        lease: Duration,
+    ) -> Result<HeartbeatReply> {
+        let ids: Vec<TaskId> = in_flight.iter().map(|r| r.id).collect();
+        let attempts: Vec<i32> = in_flight.iter().map(|r| r.attempt).collect();
+        let rows = sqlx::query(HEARTBEAT_SQL)
+            .bind(worker)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut reply = HeartbeatReply::default();
+        for r in rows {
+            let id: TaskId = r.try_get("id")?;
+            if r.try_get::<bool, _>("cancelled")? {
+                reply.cancelled.push(id);
+            } else {
+                reply.lost.push(id);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Return runs whose lease expired to the queue; fail those that were on their last
+    /// attempt (and their jobs). Never touches a run whose lease is still valid.
+    pub async fn reap(&self) -> Result<ReapReport> {
+        let requeued: Vec<TaskId> = sqlx::query_scalar(REAP_SQL).fetch_all(&self.pool).await?;
+        let exhausted: Vec<(TaskId, i32)> = sqlx::query_as(
+            "-- Expired runs that were the last attempt.
+             SELECT id, attempt FROM task
+             WHERE state = 'running' AND lease_expires_at < now() AND attempt >= max_attempts
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut failed = Vec::new();
+        for (id, attempt) in exhausted {
+            let error = format!("lease expired on the last attempt ({attempt})");
+            let ok = self
+                .with_deadlock_retry(|mut tx| {
+                    let error = error.clone();
+                    async move {
+                        // Re-check expiry under the row lock: a late heartbeat wins.
+                        let still: Option<TaskId> = sqlx::query_scalar(
+                            "SELECT id FROM task
+                             WHERE id = $1 AND state = 'running' AND lease_expires_at < now()
+                             FOR UPDATE SKIP LOCKED",
+                        )
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if still.is_none() {
+                            return Ok((tx, false));
+                        }
+                        let job: Option<Uuid> = sqlx::query_scalar(FAIL_TERMINAL_SQL)
+                            .bind(id)
+                            .bind(&error)
+                            .bind(None::<Uuid>)
+                            .bind(attempt)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some(job) = job {
+                            let reason = format!("task {id} failed: {error}");
+                            end_job(&mut tx, job, JobState::Failed, &reason).await?;
+                        }
+                        Ok((tx, job.is_some()))
+                    }
+                })
+                .await?;
+            if ok {
+                failed.push(id);
+            }
+        }
+        Ok(ReapReport { requeued, failed })
+    }
+
+    /// Cancel a job: every unfinished task moves to history as cancelled (running workers
+    /// learn it at their next heartbeat; their completions are refused). Returns whether the
+    /// job was still unfinished.
+    pub async fn cancel(&self, job: Uuid, reason: &str) -> Result<bool> {
+        self.with_deadlock_retry(|mut tx| async move {
+            let ended = end_job(&mut tx, job, JobState::Cancelled, reason).await?;
+            Ok((tx, ended))
+        })
+        .await
+    }
+
+    /// A job's state and progress.
+    pub async fn job(&self, job: Uuid) -> Result<Option<JobStatus>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, state, tiles_total, tiles_succeeded, error, created_at,
+                    started_at, finished_at
+             FROM job WHERE id = $1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(JobStatus {
+            id: r.try_get("id")?,
+            account_id: r.try_get("account_id")?,
+            state: JobState::parse(r.try_get("state")?)?,
+            tiles_total: r.try_get("tiles_total")?,
+            tiles_succeeded: r.try_get("tiles_succeeded")?,
+            error: r.try_get("error")?,
+            created_at: r.try_get("created_at")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+        }))
+    }
+
+    /// Every task of a job, hot and finished, in id order.
+    pub async fn tasks(&self, job: Uuid) -> Result<Vec<TaskInfo>> {
+        let rows = sqlx::query(TASKS_OF_JOB_SQL)
+            .bind(job)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskInfo {
+                    id: r.try_get("id")?,
+                    kind: TaskKind::parse(r.try_get("kind")?)?,
+                    tile_index: r.try_get("tile_index")?,
+                    state: TaskState::parse(r.try_get("state")?)?,
+                    attempt: r.try_get("attempt")?,
+                    max_attempts: r.try_get("max_attempts")?,
+                    worker_id: r.try_get("worker_id")?,
+                    error: r.try_get("error")?,
+                    output: r.try_get("output")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Register a worker; returns its id.
+    pub async fn register_worker(&self, spec: &WorkerSpec) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO worker (id, host, backend, gpus) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(&spec.host)
+            .bind(&spec.backend)
+            .bind(&spec.gpus)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO event (kind, payload) VALUES ('worker_up', $1)")
+            .bind(
+                serde_json::json!({ "worker_id": id.to_string(), "host": spec.host, "backend": spec.backend }),
+            )
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    /// A listener that wakes when tasks become claimable (see [`TaskWaker`]).
+    pub async fn waker(&self) -> Result<TaskWaker> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(TASK_CHANNEL).await?;
+        Ok(TaskWaker { listener })
+    }
+
+    /// Run `op` in a transaction, committing what it returns; a detected deadlock rolls
+    /// back and runs it again (up to 5 times).
+    async fn with_deadlock_retry<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Transaction<'static, Postgres>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Transaction<'static, Postgres>, T)>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let tx = self.pool.begin().await?;
+            match op(tx).await {
+                Ok((tx, value)) => {
+                    tx.commit().await?;
+                    return Ok(value);
+                }
+                Err(SchedulerError::Db(sqlx::Error::Database(e)))
+                    if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// End an unfinished job with `state` and `reason`: lock its hot tasks in id order, move
+/// them to history as cancelled, then set the job's final state. Returns whether it ended.
+async fn end_job(
+    tx: &mut Transaction<'static, Postgres>,
+    job: Uuid,
+    state: JobState,
+    reason: &str,
+) -> Result<bool> {
+    let state = match state {
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Succeeded => "succeeded",
+        JobState::Queued | JobState::Running => {
+            return Err(SchedulerError::InvalidSpec(
+                "a job can only end finished".into(),
+            ))
+        }
+    };
+    sqlx::query("SELECT id FROM task WHERE job_id = $1 ORDER BY id FOR UPDATE")
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(END_JOB_TASKS_SQL)
+        .bind(job)
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    let ended: i64 = sqlx::query_scalar(END_JOB_SQL)
+        .bind(job)
+        .bind(state)
+        .bind(reason)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(ended > 0)
+}
+
+/// Wakes an idle worker when tasks become claimable: LISTEN on [`TASK_CHANNEL`], with the
+/// timeout as the polling fallback (a notification can be lost behind a pooler or on a
+/// reconnect; a worker then still polls).
+#[derive(Debug)]
+pub struct TaskWaker {
+    listener: PgListener,
+}
+
+impl TaskWaker {
+    /// Wait until a notification arrives or `timeout` passes; true when notified.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        match tokio::time::timeout(timeout, self.listener.try_recv()).await {
+            Ok(Ok(Some(_))) => Ok(true),
+            // The connection dropped: sqlx reconnects on the next call; poll meanwhile.
+            Ok(Ok(None)) => Ok(false),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The queue against a real PostgreSQL: exactly-once under concurrent claimers, fencing,
+//! leases and the reaper, retries, cancellation, the finalize dependency, priorities, bulk
+//! submission and events. Each test runs in a database of its own.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{job, TestDb};
+use scheduler::{
+    Backoff, EventBus, FailOutcome, JobState, NewEvent, PgEventBus, TaskKind, TaskRef, TaskState,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn count(q: &scheduler::Queue, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(q.pool()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_complete_every_task_exactly_once() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let tiles = 2000;
+    let job_id = q.submit(&job(tiles, 0, 3)).await.unwrap();
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        // Each claimer has a connection of its own.
+        let wq = db.queue(1).await;
+        handles.push(tokio::spawn(async move {
+            let worker = Uuid::new_v4();
+            let mut accepted = Vec::new();
+            loop {
+                let batch = wq.claim(worker, 16, LEASE).await.unwrap();
+                if batch.is_empty() {
+                    let state = wq.job(job_id).await.unwrap().unwrap().state;
+                    if state == JobState::Succeeded {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                let done: Vec<_> = batch
+                    .iter()
+                    .map(|t| (t.run, json!({"tile": t.tile.map(|(i, _)| i)})))
+                    .collect();
+                let ok = wq.complete(worker, &done).await.unwrap();
+                assert_eq!(ok.len(), done.len(), "a fresh claim is completed in full");
+                // Completing the same runs again is refused.
+                assert!(wq.complete(worker, &done).await.unwrap().is_empty());
+                accepted.extend(ok);
+            }
+            accepted
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "8 claimers, batches of 16: {} tasks claimed + completed in {secs:.2} s ({:.0} tasks/s)",
+        all.len(),
+        all.len() as f64 / secs
+    );
+
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(
+        all.len(),
+        tiles as usize + 1,
+        "every tile and the finalize, once"
+    );
+    assert_eq!(unique.len(), all.len(), "no completion accepted twice");
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Succeeded);
+    assert_eq!(status.tiles_succeeded, tiles);
+    assert_eq!(
+        count(&q, "SELECT count(*) FROM task").await,
+        0,
+        "the hot table is empty"
+    );
+    assert_eq!(
+        count(
+            &q,
+            "SELECT count(*) FROM task_history WHERE state = 'succeeded' AND attempt = 1"
+        )
+        .await,
+        i64::from(tiles) + 1
+    );
+    // The finalize task ran last.
+    let tasks = q.tasks(job_id).await.unwrap();
+    let fin = tasks.iter().find(|t| t.kind == TaskKind::Finalize).unwrap();
+    assert_eq!(all.iter().filter(|&&id| id == fin.id).count(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_cannot_complete_and_the_task_reruns() {
+    let db = TestDb::new().await;
+    let q = db.queue(4).await;
+    let job_id = q.submit(&job(1, 0, 3)).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let first = q.claim(a, 10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].run.attempt, 1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let reaped = q.reap().await.unwrap();
+    assert_eq!(reaped.requeued, vec![first[0].run.id]);
+
+    let second = q.claim(b, 10, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0].run,
+        TaskRef {
+            id: first[0].run.id,
+            attempt: 2
+        }
+    );
+
+    // A comes back: its completion is refused and its heartbeat says the run is lost.
+    assert!(q
+        .complete(a, &[(first[0].run, json!("stale"))])
+        .await
+        .unwrap()
+        .is_empty());
+    let hb = q.heartbeat(a, &[first[0].run], LEASE).await.unwrap();
+    assert_eq!(hb.lost, vec![first[0].run.id]);
+    assert!(hb.cancelled.is_empty());
+    // Nor can A fail it, nor complete B's attempt under its own name.
+    assert_eq!(
+        q.fail(a, first[0].run, "x", true).await.unwrap(),
+        FailOutcome::Rejected
+    );
+    assert!(q
+        .complete(a, &[(second[0].run, json!("x"))])
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(
+        q.complete(b, &[(second[0].run, json!("fresh"))])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let fin = q.claim(b, 10, LEASE).await.unwrap();
+    assert_eq!(fin.len(), 1);
+    assert_eq!(fin[0].kind, TaskKind::Finalize);
+    q.complete(b, &[(fin[0].run, json!({}))]).await.unwrap();
+    assert_eq!(
+        q.job(job_id).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let tile = &q.tasks(job_id).await.unwrap()[0];
+    assert_eq!((tile.attempt, tile.worker_id), (2, Some(b)));
+    assert_eq!(tile.output, Some(json!("fresh")));
+}
+
+#[tokio::test]
+async fn the_reaper_spares_a_task_whose_lease_is_being_extended() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    q.submit(&job(1, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+    let lease = Duration::from_millis(300);
+    let run = q.claim(w, 1, lease).await.unwrap()[0].run;
+    let started = Instant::now();
+    while started.elapsed() < lease * 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hb = q.heartbeat(w, &[run], lease).await.unwrap();
+        assert!(hb.lost.is_empty() && hb.cancelled.is_empty());
+        assert_eq!(q.reap().await.unwrap(), Default::default());
+    }
+    assert_eq!(
+        q.complete(w, &[(run, json!(1))]).await.unwrap(),
+        vec![run.id]
+    );
+}
+
+#[tokio::test]
+async fn an_expired_last_attempt_fails_the_task_and_its_job() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let job_id = q.submit(&job(2, 0, 1)).await.unwrap();
+    let w = Uuid::new_v4();
+    let runs = q.claim(w, 1, Duration::from_millis(50)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reaped = q.reap().await.unwrap();
+    assert_eq!(reaped.failed, vec![runs[0].run.id]);
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert!(status.error.unwrap().contains("lease expired"));
+    let states: Vec<_> = q
+        .tasks(job_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.state)
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            TaskState::Failed,
+            TaskState::Cancelled,
+            TaskState::Cancelled
+        ]
+    );
+}
+
+#[tokio::test]
+async fn retries_back_off_then_fail_with_the_error_kept_while_other_jobs_finish() {
+    let db = TestDb::new().await;
+    let base_secs = 0.2;
+    let q = db.queue(2).await.with_backoff(Backoff {
+        base_secs,
+        cap_secs: 10.0,
+    });
+    let bad = q.submit(&job(3, 10, 3)).await.unwrap();
+    let good = q.submit(&job(4, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+
+    let mut corrupt = q.claim(w, 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(corrupt.job_id, bad);
+    for attempt in 1..=3 {
+        assert_eq!(corrupt.run.attempt, attempt);
+        let before = chrono::Utc::now();
+        let outcome = q
+            .fail(w, corrupt.run, "corrupt tile: bad deflate", true)
+            .await
+            .unwrap();
+        if attempt < 3 {
+            let FailOutcome::Retrying { run_at } = outcome else {
+                panic!("attempt {attempt} should retry, got {outcome:?}")
+            };
+            let delay_secs = (run_at - before).num_milliseconds() as f64 / 1000.0;
+            let nominal = base_secs * 2f64.powi(attempt - 1);
+            assert!(
+                delay_secs >= 0.5 * nominal - 0.05 && delay_secs <= nominal + 0.05,
+                "attempt {attempt}: delay {delay_secs} s outside [0.5, 1] × {nominal} s"
+            );
+            // Not claimable before its time: the next claim gets another task.
+            let other = q.claim(w, 1, LEASE).await.unwrap().remove(0);
+            assert_ne!(other.run.id, corrupt.run.id);
+            q.release(w, &[other.run]).await.unwrap();
+            // Once the backoff has passed, the retry is claimable again (the other tasks of
+            // its job come along in the batch and are released, uncounted).
+            tokio::time::sleep(Duration::from_secs_f64(delay_secs + 0.05)).await;
+            let mut next = q.claim(w, 10, LEASE).await.unwrap();
+            let pos = next
+                .iter()
+                .position(|t| t.run.id == corrupt.run.id)
+                .unwrap();
+            let retried = next.remove(pos);
+            q.release(w, &next.iter().map(|t| t.run).collect::<Vec<_>>())
+                .await
+                .unwrap();
+            corrupt = retried;
+        } else {
+            assert_eq!(outcome, FailOutcome::Failed);
+        }
+    }
+    let status = q.job(bad).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert!(status
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("corrupt tile: bad deflate"));
+    let failed = q.tasks(bad).await.unwrap();
+    let t = failed.iter().find(|t| t.id == corrupt.run.id).unwrap();
+    assert_eq!((t.state, t.attempt), (TaskState::Failed, 3));
+    assert_eq!(t.error.as_deref(), Some("corrupt tile: bad deflate"));
+    assert!(failed
+        .iter()
+        .filter(|t| t.id != corrupt.run.id)
+        .all(|t| t.state == TaskState::Cancelled));
+
+    // Released runs did not count; the other job drains and succeeds.
+    loop {
+        let batch = q.claim(w, 10, LEASE).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.iter().all(|t| t.job_id == good && t.run.attempt == 1));
+        q.complete(
+            w,
+            &batch
+                .iter()
+                .map(|t| (t.run, json!(null)))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        q.job(good).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+
+    // A non-retryable error fails at once.
+    let once = q.submit(&job(1, 0, 5)).await.unwrap();
+    let run = q.claim(w, 1, LEASE).await.unwrap()[0].run;
+    assert_eq!(
+        q.fail(w, run, "unreadable input", false).await.unwrap(),
+        FailOutcome::Failed
+    );
+    assert_eq!(q.job(once).await.unwrap().unwrap().state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn cancellation_reaches_a_running_worker_through_its_heartbeat() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let job_id = q.submit(&job(3, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+    let runs: Vec<_> = q
+        .claim(w, 2, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.run)
+        .collect();
+    assert_eq!(
+        q.job(job_id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+
+    assert!(q.cancel(job_id, "cancelled by user").await.unwrap());
+    assert!(
+        !q.cancel(job_id, "again").await.unwrap(),
+        "a finished job stays finished"
+    );
+
+    let hb = q.heartbeat(w, &runs, LEASE).await.unwrap();
+    assert_eq!(hb.cancelled, runs.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert!(hb.lost.is_empty());
+    let done: Vec<_> = runs.iter().map(|r| (*r, json!(1))).collect();
+    assert!(q.complete(w, &done).await.unwrap().is_empty());
+    assert!(q.claim(w, 10, LEASE).await.unwrap().is_empty());
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Cancelled);
+    assert_eq!(status.error.as_deref(), Some("cancelled by user"));
+    assert!(q
+        .tasks(job_id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.state == TaskState::Cancelled));
+}
+
+#[tokio::test]
+async fn finalize_becomes_claimable_only_after_every_tile_succeeded() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let job_id = q.submit(&job(5, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+    let tiles = q.claim(w, 10, LEASE).await.unwrap();
+    assert_eq!(tiles.len(), 5);
+    assert!(tiles.iter().all(|t| t.kind == TaskKind::Tile));
+    assert_eq!(tiles[2].tile.unwrap().1.x_px, 2 * 512);
+    let done: Vec<_> = tiles.iter().map(|t| (t.run, json!(t.run.id))).collect();
+    q.complete(w, &done[..4]).await.unwrap();
+    assert!(
+        q.claim(w, 10, LEASE).await.unwrap().is_empty(),
+        "one tile still running"
+    );
+    q.complete(w, &done[4..]).await.unwrap();
+    let fin = q.claim(w, 10, LEASE).await.unwrap();
+    assert_eq!(fin.len(), 1);
+    assert_eq!((fin[0].kind, fin[0].tile), (TaskKind::Finalize, None));
+    assert_eq!(
+        q.job(job_id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    q.complete(w, &[(fin[0].run, json!({"cog": "out.tif"}))])
+        .await
+        .unwrap();
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Succeeded);
+    assert!(status.finished_at.is_some());
+
+    // The last two tiles completed at the same time by two workers unblock it exactly once.
+    for _ in 0..20 {
+        let job_id = q.submit(&job(2, 0, 3)).await.unwrap();
+        let (qa, qb) = (db.queue(1).await, db.queue(1).await);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let ra = qa.claim(a, 1, LEASE).await.unwrap()[0].run;
+        let rb = qb.claim(b, 1, LEASE).await.unwrap()[0].run;
+        let (da, db_) = ([(ra, json!(1))], [(rb, json!(2))]);
+        let (x, y) = tokio::join!(qa.complete(a, &da), qb.complete(b, &db_));
+        assert_eq!(x.unwrap().len() + y.unwrap().len(), 2);
+        let fin = q.claim(a, 10, LEASE).await.unwrap();
+        assert_eq!(fin.len(), 1, "exactly one finalize");
+        q.complete(a, &[(fin[0].run, json!(null))]).await.unwrap();
+        assert_eq!(
+            q.job(job_id).await.unwrap().unwrap().state,
+            JobState::Succeeded
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_without_tiles_is_just_its_finalize() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let job_id = q.submit(&job(0, 0, 1)).await.unwrap();
+    let w = Uuid::new_v4();
+    let fin = q.claim(w, 10, LEASE).await.unwrap();
+    assert_eq!(fin.len(), 1);
+    assert_eq!(fin[0].kind, TaskKind::Finalize);
+    q.complete(w, &[(fin[0].run, json!(null))]).await.unwrap();
+    assert_eq!(
+        q.job(job_id).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn higher_priorities_are_claimed_first() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let low = q.submit(&job(3, 0, 1)).await.unwrap();
+    let high = q.submit(&job(3, 5, 1)).await.unwrap();
+    let w = Uuid::new_v4();
+    let first = q.claim(w, 3, LEASE).await.unwrap();
+    assert!(first.iter().all(|t| t.job_id == high));
+    let idx: Vec<_> = first.iter().map(|t| t.tile.unwrap().0).collect();
+    assert_eq!(idx, vec![0, 1, 2], "tiles of one job in plan order");
+    let second = q.claim(w, 3, LEASE).await.unwrap();
+    assert!(second.iter().all(|t| t.job_id == low));
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_before_anything_is_written() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let mut spec = job(2, 0, 1);
+    spec.tiles[1].index = 0;
+    assert!(q.submit(&spec).await.is_err());
+    let mut spec = job(2, 0, 1);
+    spec.tiles[0].footprint_deg.truncate(2);
+    assert!(q.submit(&spec).await.is_err());
+    assert!(q.submit(&job(1, 0, 0)).await.is_err());
+    assert_eq!(count(&q, "SELECT count(*) FROM job").await, 0);
+}
+
+#[tokio::test]
+async fn bulk_submit_of_100k_tiles() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let spec = job(100_000, 0, 3);
+    let started = Instant::now();
+    let job_id = q.submit(&spec).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "submit of 100 000 tiles (footprints, tasks, finalize) in one transaction: {secs:.3} s"
+    );
+    assert_eq!(count(&q, "SELECT count(*) FROM task").await, 100_001);
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(status.tiles_total, 100_000);
+    // The footprints are queryable spatially: jobs by extent, then their tiles.
+    let hits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job JOIN tile ON tile.job_id = job.id
+         WHERE job.footprint_extent && ST_MakeEnvelope(-180, -85, -179.9, -84.9, 4326)
+           AND tile.footprint && ST_MakeEnvelope(-180, -85, -179.9, -84.9, 4326)",
+    )
+    .fetch_one(q.pool())
+    .await
+    .unwrap();
+    assert!(hits >= 1);
+    // Generous: the issue asks for well under a second; a shared CI box gets 30× slack.
+    assert!(secs < 30.0, "bulk submit took {secs} s");
+}
+
+#[tokio::test]
+async fn events_tell_the_story_of_a_job_and_wake_listeners() {
+    let db = TestDb::new().await;
+    let q = db.queue(4).await;
+    let bus = PgEventBus::new(q.pool().clone());
+    let mut sub = bus.subscribe(0, None).await.unwrap();
+    let mut waker = q.waker().await.unwrap();
+
+    let job_id = q.submit(&job(2, 0, 1)).await.unwrap();
+    assert!(
+        waker.wait(Duration::from_secs(5)).await.unwrap(),
+        "submit wakes idle workers"
+    );
+    let w = Uuid::new_v4();
+    let tiles = q.claim(w, 10, LEASE).await.unwrap();
+    q.complete(
+        w,
+        &tiles
+            .iter()
+            .map(|t| (t.run, json!(null)))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        waker.wait(Duration::from_secs(5)).await.unwrap(),
+        "finalize wakes idle workers"
+    );
+    let fin = q.claim(w, 10, LEASE).await.unwrap();
+    q.complete(w, &[(fin[0].run, json!(null))]).await.unwrap();
+    bus.publish(&[NewEvent {
+        job_id: Some(job_id),
+        kind: "log".into(),
+        payload: json!("hi"),
+    }])
+    .await
+    .unwrap();
+
+    let mut kinds = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kinds.len() < 6 && Instant::now() < deadline {
+        for e in sub.next(Duration::from_secs(1)).await.unwrap() {
+            assert_eq!(e.job_id, Some(job_id));
+            kinds.push(e.kind);
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "job_queued",
+            "job_running",
+            "progress",
+            "finalize_queued",
+            "job_succeeded",
+            "log"
+        ]
+    );
+    let seqs: Vec<_> = bus
+        .read(0, Some(job_id), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert!(seqs.windows(2).all(|p| p[0] < p[1]));
+}

@@ -66,9 +66,10 @@ pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         gdal::config::set_error_handler(|_, _, _| {});
-        // Reads of the same block by neighbouring tiles hit GDAL's block cache.
+        // A bounded block cache: neighbouring tiles share source blocks, and the writer's
+        // dirty blocks are flushed as the cache fills, so memory stays flat in scene size.
         if std::env::var_os("GDAL_CACHEMAX").is_none() {
-            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "512");
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "128");
         }
     });
 }

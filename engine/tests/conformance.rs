@@ -577,11 +577,18 @@ fn shaders_validate_with_naga() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no shaders in {}", dir.display());
+    // Each kernel file is compiled behind common.wgsl, as the backend embeds it.
+    let common = std::fs::read_to_string(dir.join("common.wgsl")).expect("common.wgsl");
     let mut sources: Vec<(String, String)> = files
         .iter()
         .map(|p| {
             let text = std::fs::read_to_string(p).expect("readable shader");
-            (p.display().to_string(), text)
+            let full = if p.ends_with("common.wgsl") {
+                text
+            } else {
+                format!("{common}{text}")
+            };
+            (p.display().to_string(), full)
         })
         .collect();
     #[cfg(feature = "wgpu")]

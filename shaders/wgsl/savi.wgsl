@@ -2,53 +2,8 @@
 // nodata in either input, a zero denominator or a non-finite result give nodata. Matches
 // kernels::index::savi.
 
-// Shared layout of every Constellation element-wise kernel (repeated in each file so that every
-// file validates on its own): `src` packs the input planes of one chunk back to back, plane k
-// at `src[k * params.n + i]`; `dst` receives the chunk's output; `params.zero` is always 0 and
-// serves as an opaque rounding barrier and a runtime NaN source (WGSL has no NaN literal).
-struct Params {
-    n: u32,
-    zero: u32,
-    u0: u32,
-    u1: u32,
-    f: vec4<f32>,
-    words: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-const WORKGROUP_SIZE: u32 = 256u;
-
-// The pixel this invocation handles in a 2-D grid of workgroups.
-fn pixel_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WORKGROUP_SIZE + lid;
-}
-
-// Nodata, produced at run time so no compiler folds it away.
-fn nodata() -> f32 {
-    return bitcast<f32>(0x7fc00000u | params.zero);
-}
-
-fn is_nodata(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
-// Non-finite values become nodata.
-fn finite_or_nodata(x: f32) -> f32 {
-    return select(nodata(), x, is_finite(x));
-}
-
-// Forces `x` to be rounded to f32 here, so that it is not fused into a following add (the CPU
-// reference rounds every product).
-fn rounded(x: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(x) | params.zero);
-}
+// The shared layout and helpers (Params, bindings, nodata, rounding) come from common.wgsl,
+// which the backend puts in front of this file.
 
 @compute @workgroup_size(256)
 fn main(

@@ -24,22 +24,30 @@ use wgpu::util::DeviceExt as _;
 use super::{check_expr_inputs, ExprKernel};
 use crate::error::{EngineError, Result};
 
-/// The WGSL sources of the built-in kernels, by file name, embedded at build time.
+/// The shared layout and helpers every kernel source is prefixed with.
+pub const COMMON_WGSL: &str = include_str!("../../../shaders/wgsl/common.wgsl");
+
+/// Embeds `shaders/wgsl/<name>` behind the common prelude, as `(file name, full source)`.
+macro_rules! shader {
+    ($name:literal) => {
+        (
+            $name,
+            concat!(
+                include_str!("../../../shaders/wgsl/common.wgsl"),
+                include_str!(concat!("../../../shaders/wgsl/", $name))
+            ),
+        )
+    };
+}
+
+/// The WGSL sources of the built-in kernels, by file name, embedded at build time, each with
+/// `common.wgsl` in front.
 pub const SHADERS: [(&str, &str); 5] = [
-    (
-        "scale.wgsl",
-        include_str!("../../../shaders/wgsl/scale.wgsl"),
-    ),
-    (
-        "apply_mask.wgsl",
-        include_str!("../../../shaders/wgsl/apply_mask.wgsl"),
-    ),
-    (
-        "normalized_difference.wgsl",
-        include_str!("../../../shaders/wgsl/normalized_difference.wgsl"),
-    ),
-    ("evi.wgsl", include_str!("../../../shaders/wgsl/evi.wgsl")),
-    ("savi.wgsl", include_str!("../../../shaders/wgsl/savi.wgsl")),
+    shader!("scale.wgsl"),
+    shader!("apply_mask.wgsl"),
+    shader!("normalized_difference.wgsl"),
+    shader!("evi.wgsl"),
+    shader!("savi.wgsl"),
 ];
 
 /// Size of the uniform `Params` block shared by every shader: 16 words.

@@ -36,34 +36,13 @@ pub struct WgslKernel {
     pub bands: Vec<usize>,
 }
 
-/// The scalar rules of `semantics.rs`, in WGSL. Bool operands are `1.0`, `0.0` or nodata.
-const PRELUDE: &str = r#"struct Params {
-    n: u32,
-    zero: u32,
-    u0: u32,
-    u1: u32,
-    f: vec4<f32>,
-    words: array<vec4<u32>, 2>,
-}
+/// The layout (params, bindings) and nodata helpers shared with the built-in kernels.
+const COMMON: &str = include_str!("../../../shaders/wgsl/common.wgsl");
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-fn nodata() -> f32 {
-    return bitcast<f32>(0x7fc00000u | params.zero);
-}
-
-fn is_nodata(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
+/// The scalar rules of `semantics.rs`, in WGSL, after [`COMMON`]. Bool operands are `1.0`, `0.0` or nodata.
+const PRELUDE: &str = r#"
 fn fin(x: f32) -> f32 {
     return select(nodata(), x, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u);
-}
-
-fn rounded(x: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(x) | params.zero);
 }
 
 fn either(a: f32, b: f32) -> bool {
@@ -226,6 +205,7 @@ pub fn to_wgsl(expr: &TypedExpr) -> WgslKernel {
     let result = gen.node(&expr.root);
     let mut source = String::with_capacity(PRELUDE.len() + gen.body.len() + 512);
     let _ = writeln!(source, "// generated from: {expr}");
+    source.push_str(COMMON);
     source.push_str(PRELUDE);
     let _ = write!(
         source,

@@ -16,6 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
 mod demo;
+mod gpus;
+mod service;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +100,8 @@ enum Command {
     /// Measure kernels against the memory-bandwidth limit and end-to-end runs against numpy,
     /// gdal_calc.py and the I/O floor; results go to benches/results.
     Bench(bench::BenchArgs),
+    /// The GPU inventory and live samples (NVML), or simulated GPUs.
+    Gpus(gpus::GpusArgs),
     /// Generate synthetic scenes and run the main recipes over them (and over the real
     /// fixtures, when given).
     Demo {
@@ -111,6 +115,13 @@ enum Command {
         #[arg(long)]
         real: Option<PathBuf>,
     },
+    /// Apply the scheduler's database migrations (idempotent).
+    Migrate(service::DbArgs),
+    /// Validate a recipe and its inputs like `run`, plan the tiles and queue a job; prints
+    /// the job id.
+    Submit(service::SubmitArgs),
+    /// Claim queued tile tasks, compute them with the engine and assemble finished jobs.
+    Worker(service::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -167,6 +178,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Gpus(args) => gpus::run(&args),
         Command::Bench(args) => {
             let md = bench::run(&args)?;
             println!("{}", std::fs::read_to_string(&md)?);
@@ -174,6 +186,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { out, size_px, real } => demo::run_demo(&out, size_px, real.as_deref()),
+        Command::Migrate(db) => service::migrate(&db),
+        Command::Submit(args) => service::submit(&args),
+        Command::Worker(args) => service::worker(&args),
     }
 }
 

@@ -576,3 +576,33 @@ fn wgpu_backend_matches_cpu_on_real_fixtures() {
         assert_eq!(v["equal"], true, "case {i} {recipe:?}: {v}");
     }
 }
+
+#[test]
+fn gpus_reports_simulated_gpus_and_says_why_when_there_is_no_nvml() {
+    let o = run(&["gpus", "--simulate-gpus", "3", "--json"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    let inventory: serde_json::Value =
+        serde_json::from_str(lines.next().expect("inventory line")).expect("json");
+    assert_eq!(inventory["gpus"].as_array().expect("array").len(), 3);
+    let samples: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(samples.len(), 3);
+    assert!(samples.iter().all(|s| s["simulated"] == true));
+    // Without the flag: real devices when NVML finds some, else one line saying why.
+    let o = run(&["gpus", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .expect("line"),
+    )
+    .expect("json");
+    assert!(
+        v["reason"].is_string() || !v["gpus"].as_array().expect("array").is_empty(),
+        "{v}"
+    );
+}

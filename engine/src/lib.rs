@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod gpu;
 pub mod grid;
 pub mod mtl;
 pub mod pipeline;
@@ -14,5 +15,7 @@ pub mod tiling;
 pub mod io;
 #[cfg(feature = "gdal")]
 pub mod run;
+#[cfg(feature = "gdal")]
+pub mod tiles;
 
 pub use error::{EngineError, Result};

@@ -95,11 +95,11 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-struct TileResult {
-    window: Window,
-    bands: Vec<Vec<f32>>,
-    stats: Vec<Stats>,
-    hists: Vec<Option<Histogram>>,
+pub(crate) struct TileResult {
+    pub window: Window,
+    pub bands: Vec<Vec<f32>>,
+    pub stats: Vec<Stats>,
+    pub hists: Vec<Option<Histogram>>,
 }
 
 /// Runs `prepared` over `scene`, calling `progress(done, total)` after each written tile.
@@ -112,9 +112,7 @@ pub fn run(
     let started = Instant::now();
     check_out_dir(&opts.out_dir)?;
     let recipe = &prepared.recipe;
-    let stem = format!("{}_{}", scene.id, recipe.name);
-    let cog_path = opts.out_dir.join(format!("{stem}.tif"));
-    let stac_path = opts.out_dir.join(format!("{stem}.json"));
+    let (_, cog_path, _) = output_paths(scene, prepared, &opts.out_dir);
     let grid = &scene.grid;
     let footprinter = Footprinter::new(grid)?;
     let plan = TilePlan::new(grid.width_px, grid.height_px, opts.tile_px);
@@ -128,14 +126,7 @@ pub fn run(
         opts.compression,
         opts.tile_px,
     )?;
-    let empty_hists: Vec<Option<Histogram>> = recipe
-        .outputs
-        .iter()
-        .map(|o| {
-            o.histogram_range
-                .and_then(|(lo, hi)| Histogram::new(lo, hi, 64).ok())
-        })
-        .collect();
+    let empty_hists = empty_histograms(prepared);
 
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
@@ -212,6 +203,49 @@ pub fn run(
         Ok(())
     });
     outcome?;
+    publish(
+        Outputs {
+            prepared,
+            scene,
+            opts,
+            writer,
+            totals,
+            hists,
+            tiles: plan.len(),
+            started,
+        },
+        &footprinter,
+    )
+}
+
+/// What a finished set of tiles needs to become a COG and a STAC Item.
+pub(crate) struct Outputs<'a> {
+    pub prepared: &'a Prepared,
+    pub scene: &'a Scene,
+    pub opts: &'a RunOptions,
+    pub writer: CogWriter,
+    pub totals: Vec<Stats>,
+    pub hists: Vec<Option<Histogram>>,
+    pub tiles: usize,
+    pub started: Instant,
+}
+
+/// Finishes the COG (band metadata from the merged statistics) and writes the STAC Item,
+/// both atomically.
+pub(crate) fn publish(out: Outputs<'_>, footprinter: &Footprinter) -> Result<RunSummary> {
+    let Outputs {
+        prepared,
+        scene,
+        opts,
+        writer,
+        totals,
+        hists,
+        tiles,
+        started,
+    } = out;
+    let recipe = &prepared.recipe;
+    let grid = &scene.grid;
+    let (stem, _, stac_path) = output_paths(scene, prepared, &opts.out_dir);
 
     let metas: Vec<BandMeta> = recipe
         .outputs
@@ -277,7 +311,7 @@ pub fn run(
         recipe: recipe.name.clone(),
         cog,
         stac: stac_path,
-        tiles: plan.len(),
+        tiles,
         width_px: grid.width_px,
         height_px: grid.height_px,
         megapixels: total_px / 1e6,
@@ -296,7 +330,7 @@ pub fn run(
     })
 }
 
-fn compute_tile(
+pub(crate) fn compute_tile(
     prepared: &Prepared,
     backend: &Backend,
     reader: &SceneReader<'_>,
@@ -329,6 +363,31 @@ fn compute_tile(
         stats,
         hists,
     })
+}
+
+/// The output stem (`<scene id>_<recipe>`), the COG path and the STAC Item path.
+pub fn output_paths(
+    scene: &Scene,
+    prepared: &Prepared,
+    out_dir: &Path,
+) -> (String, PathBuf, PathBuf) {
+    let stem = format!("{}_{}", scene.id, prepared.recipe.name);
+    let cog = out_dir.join(format!("{stem}.tif"));
+    let stac = out_dir.join(format!("{stem}.json"));
+    (stem, cog, stac)
+}
+
+/// One empty histogram per output that declares a range.
+pub(crate) fn empty_histograms(prepared: &Prepared) -> Vec<Option<Histogram>> {
+    prepared
+        .recipe
+        .outputs
+        .iter()
+        .map(|o| {
+            o.histogram_range
+                .and_then(|(lo, hi)| Histogram::new(lo, hi, 64).ok())
+        })
+        .collect()
 }
 
 /// Grid facts for stencil kernels: pixel size, and gdaldem's scale for geographic grids.

@@ -67,9 +67,13 @@ impl Queue {
     /// Connect with a pool of up to `max_connections`.
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
         let options: PgConnectOptions = url.parse()?;
+        let options = options.application_name("constellation-scheduler");
+        // One direct connection first: an unreachable server fails at once with its reason,
+        // where the pool would keep retrying until its acquire timeout.
+        sqlx::Connection::close(sqlx::ConnectOptions::connect(&options).await?).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options.application_name("constellation-scheduler"))
+            .connect_with(options)
             .await?;
         Ok(Self::from_pool(pool))
     }
@@ -455,6 +459,18 @@ impl Queue {
                 })
             })
             .collect()
+    }
+
+    /// Tasks still to run: queued (whenever their `run_at` falls) or running, across jobs.
+    /// A draining worker stops once this is zero and it claims nothing.
+    pub async fn backlog(&self) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "-- Queued (now or after a backoff) or running; blocked ones follow their tiles.
+             SELECT count(*) FROM task WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
     }
 
     /// Register a worker; returns its id.

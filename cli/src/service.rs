@@ -1,0 +1,688 @@
+//! The service commands: `migrate`, `submit` (validate, plan, queue a job) and `worker`
+//! (claim tile tasks from PostgreSQL, compute pieces with the engine, assemble the COG).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use engine::backend::{Backend, BackendKind};
+use engine::grid::Window;
+use engine::io::cog::Compression;
+use engine::io::footprint::Footprinter;
+use engine::io::read::SceneReader;
+use engine::io::scene::{InputSpec, Scene};
+use engine::pipeline::Prepared;
+use engine::recipe::{self, Params};
+use engine::run::RunOptions;
+use engine::tiles::{self, TileRunner};
+use engine::tiling::TilePlan;
+use scheduler::{
+    Backoff, ClaimedTask, JobSpec, Queue, TaskId, TaskKind, TaskRef, TileSpec, WorkerSpec,
+    DEFAULT_ACCOUNT_ID,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// How long connecting to the database may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DbArgs {
+    /// PostgreSQL connection string (default: the DATABASE_URL environment variable).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    fn url(&self) -> Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => {
+                std::env::var("DATABASE_URL").context("give --database-url or set DATABASE_URL")
+            }
+        }
+    }
+
+    async fn connect(&self, max_connections: u32) -> Result<Queue> {
+        let url = self.url()?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, Queue::connect_with(&url, max_connections))
+            .await
+        {
+            Ok(Ok(q)) => Ok(q),
+            Ok(Err(e)) => bail!("cannot connect to the database: {e}"),
+            Err(_) => bail!(
+                "cannot connect to the database: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubmitArgs {
+    /// A named recipe (see `constellation recipes`).
+    #[arg(long, conflicts_with = "expr", required_unless_present = "expr")]
+    recipe: Option<String>,
+    /// An inline band-math expression over the input roles.
+    #[arg(long)]
+    expr: Option<String>,
+    /// Inputs as `[role=]path[#band]` (as for `run`).
+    #[arg(long = "input", short = 'i', required = true, num_args = 1..)]
+    inputs: Vec<String>,
+    /// Output folder (created if missing); workers must see it at the same path.
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Tile size in pixels.
+    #[arg(long, default_value_t = 512)]
+    tile_px: usize,
+    /// Runs allowed per task before the job fails.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: i32,
+    /// Recipe parameters as key=value.
+    #[arg(long = "param", short = 'p')]
+    params: Vec<String>,
+    /// COG compression: deflate or zstd.
+    #[arg(long, default_value = "deflate")]
+    compression: String,
+    /// Nodata value written to the output.
+    #[arg(long, default_value_t = -9999.0, allow_negative_numbers = true)]
+    nodata: f64,
+    /// Print the job as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// Tasks claimed at once.
+    #[arg(long, default_value_t = 8)]
+    batch: i64,
+    /// Lease per claimed task, extended by heartbeats every third of it.
+    #[arg(long, default_value_t = 30.0)]
+    lease_secs: f64,
+    /// Compute backend: auto, cpu, wgpu, cuda.
+    #[arg(long, default_value = "auto")]
+    backend: BackendKind,
+    /// Threads computing the tiles of a batch (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Delay before the first retry of a failed task (doubling, with jitter, up to 600 s).
+    #[arg(long, default_value_t = 5.0)]
+    retry_base_secs: f64,
+    /// Drain the queue and exit once no task is queued or running.
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// A job as stored in the queue's `params` column: everything a worker needs besides the
+/// inputs.
+#[derive(Debug, Clone, PartialEq)]
+struct StoredJob {
+    recipe: Option<String>,
+    expr: Option<String>,
+    params: Params,
+    out_dir: PathBuf,
+    tile_px: usize,
+    nodata: f64,
+    compression: String,
+    inputs: Vec<InputSpec>,
+}
+
+impl StoredJob {
+    fn params_json(&self) -> Value {
+        json!({
+            "recipe": self.recipe,
+            "expr": self.expr,
+            "params": self.params,
+            "out_dir": self.out_dir,
+            "tile_px": self.tile_px,
+            "nodata": self.nodata,
+            "compression": self.compression,
+        })
+    }
+
+    fn inputs_json(&self) -> Value {
+        self.inputs
+            .iter()
+            .map(|i| json!({ "role": i.role, "path": i.path, "band": i.band }))
+            .collect()
+    }
+
+    fn from_json(params: &Value, inputs: &Value) -> Result<Self> {
+        let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let params_map: Params = match params.get("params").and_then(Value::as_object) {
+            Some(m) => m
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        v.as_str().context("parameter not a string")?.into(),
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            None => Params::new(),
+        };
+        let inputs = inputs
+            .as_array()
+            .context("job inputs are not a list")?
+            .iter()
+            .map(|i| {
+                Ok(InputSpec {
+                    role: str_of(i, "role"),
+                    path: str_of(i, "path").context("job input without a path")?,
+                    band: i
+                        .get("band")
+                        .and_then(Value::as_u64)
+                        .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            recipe: str_of(params, "recipe"),
+            expr: str_of(params, "expr"),
+            params: params_map,
+            out_dir: PathBuf::from(str_of(params, "out_dir").context("job without out_dir")?),
+            tile_px: params
+                .get("tile_px")
+                .and_then(Value::as_u64)
+                .and_then(|t| usize::try_from(t).ok())
+                .context("job without tile_px")?,
+            nodata: params
+                .get("nodata")
+                .and_then(Value::as_f64)
+                .unwrap_or(-9999.0),
+            compression: str_of(params, "compression").unwrap_or_else(|| "deflate".into()),
+            inputs,
+        })
+    }
+
+    /// The recipe, the opened scene and the prepared recipe: the checks `run` makes.
+    fn open(&self) -> Result<(Scene, Prepared)> {
+        let recipe = match (&self.recipe, &self.expr) {
+            (Some(name), _) => recipe::by_name(name, &self.params)?,
+            (None, Some(text)) => {
+                recipe::expression_recipe(text, &crate::expression_roles(&self.inputs)?)?
+            }
+            (None, None) => bail!("give --recipe or --expr"),
+        };
+        let scene = Scene::open(&self.inputs, &recipe)?;
+        let prepared = Prepared::new(scene.resolve(recipe, &self.params)?)?;
+        Ok((scene, prepared))
+    }
+
+    fn run_options(&self, backend: Arc<Backend>) -> Result<RunOptions> {
+        Ok(RunOptions {
+            out_dir: self.out_dir.clone(),
+            tile_px: self.tile_px,
+            workers: 1,
+            nodata: self.nodata,
+            compression: Compression::parse(&self.compression)?,
+            backend,
+        })
+    }
+}
+
+/// An input path made absolute when it names a local file, so workers elsewhere in the
+/// file system (same mounts) find it.
+fn absolute(mut spec: InputSpec) -> InputSpec {
+    let path = Path::new(&spec.path);
+    if path.is_relative() && path.exists() {
+        if let Ok(abs) = std::path::absolute(path) {
+            spec.path = abs.display().to_string();
+        }
+    }
+    spec
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `constellation migrate`.
+pub(crate) fn migrate(db: &DbArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let q = db.connect(1).await?;
+        q.migrate().await.context("cannot migrate the database")?;
+        println!("database migrated");
+        Ok(())
+    })
+}
+
+/// `constellation submit`: every check before the database is touched.
+pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
+    if args.tile_px < 16 || args.tile_px > 16_384 {
+        bail!(
+            "--tile-px must be between 16 and 16384, got {}",
+            args.tile_px
+        );
+    }
+    if args.max_attempts < 1 {
+        bail!("--max-attempts must be at least 1");
+    }
+    Compression::parse(&args.compression)?;
+    let params = crate::parse_params(&args.params)?;
+    let inputs = crate::parse_inputs(&args.inputs)?
+        .into_iter()
+        .map(absolute)
+        .collect();
+    let out_dir = std::path::absolute(&args.out)
+        .with_context(|| format!("cannot resolve {}", args.out.display()))?;
+    let stored = StoredJob {
+        recipe: args.recipe.clone(),
+        expr: args.expr.clone(),
+        params,
+        out_dir,
+        tile_px: args.tile_px,
+        nodata: args.nodata,
+        compression: args.compression.to_ascii_lowercase(),
+        inputs,
+    };
+    let (scene, prepared) = stored.open()?;
+    engine::run::check_out_dir(&stored.out_dir)?;
+    let grid = &scene.grid;
+    let footprinter = Footprinter::new(grid)?;
+    let plan = TilePlan::new(grid.width_px, grid.height_px, args.tile_px);
+    let tiles = plan
+        .tiles()
+        .map(|t| {
+            let w = t.window;
+            let int = |v: i64| i32::try_from(v).context("the scene is too large to queue");
+            Ok(TileSpec {
+                index: int(t.index as i64)?,
+                window: scheduler::Window {
+                    x_px: int(w.x_px)?,
+                    y_px: int(w.y_px)?,
+                    width_px: int(w.width_px as i64)?,
+                    height_px: int(w.height_px as i64)?,
+                },
+                footprint_deg: footprinter.outline(w, 5)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let spec = JobSpec {
+        account: DEFAULT_ACCOUNT_ID,
+        recipe: prepared.recipe.name.clone(),
+        params: stored.params_json(),
+        inputs: stored.inputs_json(),
+        priority: args.priority,
+        tiles,
+        max_attempts: args.max_attempts,
+        trace_context: None,
+    };
+    let job = runtime()?.block_on(async {
+        let q = args.db.connect(2).await?;
+        q.submit(&spec).await.context("cannot submit the job")
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "job_id": job.to_string(), "recipe": spec.recipe, "scene": scene.id,
+                    "tiles": spec.tiles.len() })
+        );
+    } else {
+        println!("{job}");
+    }
+    Ok(())
+}
+
+/// What the worker shares with its heartbeat and signal tasks.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Runs in flight.
+    in_flight: Mutex<HashMap<TaskId, TaskRef>>,
+    /// Runs to stop: cancelled, or lost to the reaper.
+    stopped: Mutex<HashSet<TaskId>>,
+    /// A signal asked the worker to drain.
+    draining: AtomicBool,
+}
+
+impl Shared {
+    fn is_stopped(&self, id: TaskId) -> bool {
+        self.stopped.lock().is_ok_and(|s| s.contains(&id))
+    }
+}
+
+/// A job's runner and stored description, or why they could not be had.
+type Opened = std::result::Result<(Arc<TileRunner>, Arc<StoredJob>), String>;
+
+/// One task's outcome in a batch.
+enum Outcome {
+    Done(Value),
+    Failed { error: String, retryable: bool },
+    Stopped,
+}
+
+/// `constellation worker`.
+pub(crate) fn worker(args: &WorkerArgs) -> Result<()> {
+    if args.batch < 1 {
+        bail!("--batch must be at least 1");
+    }
+    if !(args.lease_secs.is_finite() && args.lease_secs >= 1.0) {
+        bail!("--lease-secs must be at least 1");
+    }
+    if !(args.retry_base_secs.is_finite() && args.retry_base_secs >= 0.0) {
+        bail!("--retry-base-secs must not be negative");
+    }
+    let threads = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let (backend, fallback) = engine::backend::select(args.backend)?;
+    if let Some(reason) = fallback {
+        eprintln!("{reason}");
+    }
+    let backend = Arc::new(backend);
+    runtime()?.block_on(work(args, backend, threads))
+}
+
+async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usize) -> Result<()> {
+    let queue = args.db.connect(4).await?.with_backoff(Backoff {
+        base_secs: args.retry_base_secs,
+        cap_secs: 600.0,
+    });
+    let lease = Duration::from_secs_f64(args.lease_secs);
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let me = queue
+        .register_worker(&WorkerSpec {
+            host,
+            backend: backend.name().into(),
+            gpus: json!([]),
+        })
+        .await
+        .context("cannot register the worker")?;
+    let shared = Arc::new(Shared::default());
+
+    let beat = {
+        let (queue, shared) = (queue.clone(), shared.clone());
+        tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                let runs: Vec<TaskRef> = shared
+                    .in_flight
+                    .lock()
+                    .map(|m| m.values().copied().collect())
+                    .unwrap_or_default();
+                match queue.heartbeat(me, &runs, lease).await {
+                    Ok(reply) => {
+                        if let Ok(mut s) = shared.stopped.lock() {
+                            s.extend(reply.cancelled.into_iter().chain(reply.lost));
+                        }
+                    }
+                    Err(e) => eprintln!("heartbeat failed: {e}"),
+                }
+                // Any worker reaps: only expired leases are touched.
+                if let Err(e) = queue.reap().await {
+                    eprintln!("reap failed: {e}");
+                }
+            }
+        })
+    };
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
+            }
+            shared.draining.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let mut waker = queue.waker().await.ok();
+    let mut runners: HashMap<Uuid, Arc<TileRunner>> = HashMap::new();
+    let started = Instant::now();
+    let mut tiles_done = 0usize;
+    let result: Result<()> = async {
+        loop {
+            if shared.draining.load(Ordering::SeqCst) {
+                break;
+            }
+            let claimed = queue.claim(me, args.batch, lease).await?;
+            if claimed.is_empty() {
+                if args.once && queue.backlog().await? == 0 {
+                    break;
+                }
+                let wait = Duration::from_millis(500);
+                match waker.as_mut() {
+                    Some(w) => {
+                        if w.wait(wait).await.is_err() {
+                            waker = None;
+                        }
+                    }
+                    None => tokio::time::sleep(wait).await,
+                }
+                continue;
+            }
+            if let Ok(mut m) = shared.in_flight.lock() {
+                m.extend(claimed.iter().map(|t| (t.run.id, t.run)));
+            }
+            let outcomes = run_batch(&claimed, &mut runners, &backend, &shared, threads).await;
+            let mut done = Vec::new();
+            for (task, outcome) in claimed.iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Done(output) => done.push((task.run, output)),
+                    Outcome::Failed { error, retryable } => {
+                        queue.fail(me, task.run, &error, retryable).await?;
+                    }
+                    Outcome::Stopped => {}
+                }
+            }
+            let accepted = queue.complete(me, &done).await?;
+            tiles_done += accepted.len();
+            if let Ok(mut m) = shared.in_flight.lock() {
+                for t in &claimed {
+                    m.remove(&t.run.id);
+                }
+            }
+            if let Ok(mut s) = shared.stopped.lock() {
+                for t in &claimed {
+                    s.remove(&t.run.id);
+                }
+            }
+            if runners.len() > 8 {
+                runners.clear();
+            }
+        }
+        Ok(())
+    }
+    .await;
+    beat.abort();
+    // Whatever is still held (an error mid-batch) goes back to the queue at once.
+    let left: Vec<TaskRef> = shared
+        .in_flight
+        .lock()
+        .map(|m| m.values().copied().collect())
+        .unwrap_or_default();
+    if !left.is_empty() {
+        let _ = queue.release(me, &left).await;
+    }
+    result?;
+    eprintln!(
+        "worker {me}: {tiles_done} task(s) in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Opens (or finds cached) the runner of each job in the batch, then computes the batch on
+/// blocking threads; returns one outcome per task, in order.
+async fn run_batch(
+    claimed: &[ClaimedTask],
+    runners: &mut HashMap<Uuid, Arc<TileRunner>>,
+    backend: &Arc<Backend>,
+    shared: &Arc<Shared>,
+    threads: usize,
+) -> Vec<Outcome> {
+    let mut jobs: HashMap<Uuid, Opened> = HashMap::new();
+    for task in claimed {
+        if jobs.contains_key(&task.job_id) {
+            continue;
+        }
+        let stored = match StoredJob::from_json(&task.params, &task.inputs) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                jobs.insert(
+                    task.job_id,
+                    Err(format!("bad job: {}", crate::one_line(&e))),
+                );
+                continue;
+            }
+        };
+        let entry = match runners.get(&task.job_id) {
+            Some(r) => Ok((r.clone(), stored)),
+            None => {
+                let (s, b) = (stored.clone(), backend.clone());
+                let opened = tokio::task::spawn_blocking(move || {
+                    s.open()
+                        .map(|(scene, prepared)| TileRunner::new(prepared, scene, b))
+                        .map_err(|e| crate::one_line(&e))
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("worker thread failed: {e}")));
+                opened.map(|r| {
+                    let r = Arc::new(r);
+                    runners.insert(task.job_id, r.clone());
+                    (r, stored)
+                })
+            }
+        };
+        jobs.insert(task.job_id, entry);
+    }
+
+    let work: Vec<Work> = claimed
+        .iter()
+        .map(|t| (t.clone(), jobs[&t.job_id].clone()))
+        .collect();
+    let (shared, backend) = (shared.clone(), backend.clone());
+    let n = work.len();
+    tokio::task::spawn_blocking(move || compute_all(&work, &shared, &backend, threads))
+        .await
+        .unwrap_or_else(|e| {
+            (0..n)
+                .map(|_| Outcome::Failed {
+                    error: format!("worker thread failed: {e}"),
+                    retryable: true,
+                })
+                .collect()
+        })
+}
+
+type Work = (ClaimedTask, Opened);
+
+/// Computes the batch on up to `threads` threads, each with its own scene readers.
+fn compute_all(
+    work: &[Work],
+    shared: &Shared,
+    backend: &Arc<Backend>,
+    threads: usize,
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Outcome>>> = work.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, work.len().max(1)) {
+            s.spawn(|| {
+                let mut readers: HashMap<Uuid, SceneReader<'_>> = HashMap::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((task, job)) = work.get(i) else {
+                        return;
+                    };
+                    let outcome = match job {
+                        Err(e) => Outcome::Failed {
+                            error: e.clone(),
+                            retryable: true,
+                        },
+                        Ok(_) if shared.is_stopped(task.run.id) => Outcome::Stopped,
+                        Ok((runner, stored)) => {
+                            match run_task(task, runner, stored, backend, &mut readers) {
+                                Ok(v) => Outcome::Done(v),
+                                Err(e) => Outcome::Failed {
+                                    error: crate::one_line(&e),
+                                    retryable: true,
+                                },
+                            }
+                        }
+                    };
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner().ok().flatten().unwrap_or(Outcome::Failed {
+                error: "the task was not run".into(),
+                retryable: true,
+            })
+        })
+        .collect()
+}
+
+/// Runs one task: a tile into its piece, or the finalize task into the COG and STAC Item.
+fn run_task<'r>(
+    task: &ClaimedTask,
+    runner: &'r TileRunner,
+    stored: &StoredJob,
+    backend: &Arc<Backend>,
+    readers: &mut HashMap<Uuid, SceneReader<'r>>,
+) -> Result<Value> {
+    let dir = tiles::pieces_dir(&stored.out_dir, &task.job_id.to_string());
+    match (task.kind, task.tile) {
+        (TaskKind::Tile, Some((index, w))) => {
+            let reader = match readers.entry(task.job_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(runner.reader()?),
+            };
+            let window = Window::new(
+                i64::from(w.x_px),
+                i64::from(w.y_px),
+                usize::try_from(w.width_px)?,
+                usize::try_from(w.height_px)?,
+            );
+            let path = tiles::piece_path(&dir, usize::try_from(index)?);
+            runner.compute_piece(reader, window, &path)?;
+            Ok(json!({ "piece": path }))
+        }
+        (TaskKind::Finalize, _) => {
+            let opts = stored.run_options(backend.clone())?;
+            let summary = tiles::assemble(runner, &opts, &dir)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(parent) = dir.parent() {
+                // Only removed when no other job's pieces are left in it.
+                let _ = std::fs::remove_dir(parent);
+            }
+            Ok(json!({ "cog": summary.cog, "stac": summary.stac, "tiles": summary.tiles }))
+        }
+        (TaskKind::Tile, None) => bail!("tile task {} has no tile", task.run.id),
+    }
+}

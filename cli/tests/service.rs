@@ -1,0 +1,439 @@
+//! The service commands end to end against the real PostgreSQL (`DATABASE_URL`): `migrate`,
+//! `submit` and `worker` processes of the real binary, each test in a database of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use scheduler::{JobState, Queue, TaskState};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_constellation");
+const RECIPE: &str = "ndvi-sentinel2-l2a";
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh database, dropped (forcibly) with this value.
+struct TestDb {
+    name: String,
+    url: String,
+    options: PgConnectOptions,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let admin: PgConnectOptions = admin_url().parse().expect("DATABASE_URL parses");
+        let name = format!("constellation_test_{}", Uuid::new_v4().simple());
+        let mut conn = admin
+            .connect()
+            .await
+            .expect("connect to the admin database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let base = admin_url();
+        let url = match base.rsplit_once('/') {
+            Some((head, _)) => format!("{head}/{name}"),
+            None => panic!("DATABASE_URL has no database part"),
+        };
+        Self {
+            options: admin.database(&name),
+            name,
+            url,
+        }
+    }
+
+    async fn queue(&self) -> Queue {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(self.options.clone())
+            .await
+            .expect("connect to the test database");
+        Queue::from_pool(pool)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("DATABASE_URL", &self.url);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("the binary runs")
+    }
+
+    fn migrate(&self) {
+        let out = self.run(&["migrate"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(admin) = admin_url().parse::<PgConnectOptions>() {
+                        if let Ok(mut conn) = admin.connect().await {
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut conn)
+                            .await;
+                        }
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A synthetic Sentinel-2 scene; returns the inputs the recipe needs.
+fn scene(dir: &Path, size_px: usize, seed: u64) -> Vec<String> {
+    fixtures::generate(&fixtures::SceneSpec::sentinel2(size_px, seed), dir).expect("fixtures");
+    ["B04.tif", "B08.tif", "SCL.tif"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+fn submit(db: &TestDb, inputs: &[String], out: &Path, extra: &[&str]) -> Uuid {
+    let mut args = vec!["submit", "--recipe", RECIPE, "-o"];
+    let out = out.display().to_string();
+    args.push(&out);
+    args.push("-i");
+    args.extend(inputs.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let o = db.run(&args);
+    assert!(o.status.success(), "submit: {}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("submit prints JSON");
+    v["job_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a job id")
+}
+
+fn worker(db: &TestDb, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["worker", "--once", "--backend", "cpu", "--lease-secs", "5"];
+    args.extend_from_slice(extra);
+    db.cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the worker starts")
+}
+
+fn wait_ok(child: std::process::Child) {
+    let out = child.wait_with_output().expect("the worker ends");
+    assert!(out.status.success(), "worker: {}", text(&out.stderr));
+}
+
+/// Every band and overview of a raster as bits.
+fn raster_bits(path: &Path) -> Vec<Vec<u32>> {
+    fn bits(band: &gdal::raster::RasterBand<'_>) -> Vec<u32> {
+        let (w, h) = band.size();
+        let buf = band
+            .read_as::<f32>((0, 0), (w, h), (w, h), None)
+            .expect("read");
+        buf.data().iter().map(|v| v.to_bits()).collect()
+    }
+    let ds = gdal::Dataset::open(path).expect("open the COG");
+    let mut all = Vec::new();
+    for b in 1..=ds.raster_count() {
+        let band = ds.rasterband(b).expect("band");
+        all.push(bits(&band));
+        let n = band.overview_count().expect("overviews");
+        assert!(n > 0 || band.size().0 <= 512, "overviews are compared too");
+        for k in 0..n {
+            all.push(bits(&band.overview(k as usize).expect("overview")));
+        }
+    }
+    all
+}
+
+/// The COG in `out` (the scene id is the scene folder's name).
+fn cog_of(out: &Path) -> PathBuf {
+    let name = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(&format!("_{RECIPE}.tif")))
+        .unwrap_or_else(|| "missing.tif".into());
+    out.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_is_idempotent_and_an_unreachable_database_is_one_line() {
+    let db = TestDb::new().await;
+    db.migrate();
+    db.migrate();
+    let out = Command::new(BIN)
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/none",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot connect to the database"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_assemble_the_same_cog_as_run() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 600, 11);
+    let out_q = tmp.path().join("queued");
+    let job = submit(&db, &inputs, &out_q, &["--tile-px", "128"]);
+    let q = db.queue().await;
+    assert_eq!(q.tasks(job).await.expect("tasks").len(), 25 + 1);
+
+    let (a, b) = (
+        worker(&db, &["--batch", "3"]),
+        worker(&db, &["--batch", "3"]),
+    );
+    wait_ok(a);
+    wait_ok(b);
+    let status = q.job(job).await.expect("job").expect("exists");
+    assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
+    assert_eq!((status.tiles_succeeded, status.tiles_total), (25, 25));
+    for t in q.tasks(job).await.expect("tasks") {
+        assert_eq!(t.state, TaskState::Succeeded);
+        assert_eq!(t.attempt, 1, "no task ran twice");
+    }
+    assert!(
+        !out_q.join(".pieces").exists(),
+        "pieces are cleaned up after assembly"
+    );
+
+    let out_r = tmp.path().join("run");
+    let mut args = vec![
+        "run",
+        "--recipe",
+        RECIPE,
+        "--backend",
+        "cpu",
+        "--tile-px",
+        "128",
+    ];
+    let out_r_s = out_r.display().to_string();
+    args.extend(["-o", &out_r_s, "-i"]);
+    args.extend(inputs.iter().map(String::as_str));
+    let o = db.run(&args);
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    assert_eq!(raster_bits(&cog_of(&out_q)), raster_bits(&cog_of(&out_r)));
+    assert!(out_q.join(format!("scene_{RECIPE}.json")).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_input_fails_after_max_attempts_while_another_job_succeeds() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad_inputs = scene(&tmp.path().join("bad"), 256, 3);
+    let good_inputs = scene(&tmp.path().join("good"), 256, 4);
+    let bad = submit(
+        &db,
+        &bad_inputs,
+        &tmp.path().join("bad_out"),
+        &["--tile-px", "128", "--max-attempts", "2"],
+    );
+    let good = submit(
+        &db,
+        &good_inputs,
+        &tmp.path().join("good_out"),
+        &["--tile-px", "128"],
+    );
+    // Corrupt the NIR band after submission: the header stays, the pixels are gone.
+    let nir = tmp.path().join("bad").join("B08.tif");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&nir)
+        .and_then(|f| f.set_len(600))
+        .expect("truncate");
+
+    let retry = ["--retry-base-secs", "0.05"];
+    let (a, b) = (worker(&db, &retry), worker(&db, &retry));
+    wait_ok(a);
+    wait_ok(b);
+    let q = db.queue().await;
+    let s = q.job(bad).await.expect("job").expect("exists");
+    assert_eq!(s.state, JobState::Failed);
+    let error = s.error.expect("the error is kept");
+    assert!(error.contains("failed:"), "{error}");
+    let failed: Vec<_> = q
+        .tasks(bad)
+        .await
+        .expect("tasks")
+        .into_iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempt, 2, "failed after max attempts");
+    assert!(failed[0].error.as_deref().is_some_and(|e| !e.is_empty()));
+    assert!(!cog_of(&tmp.path().join("bad_out")).exists());
+
+    let s = q.job(good).await.expect("job").expect("exists");
+    assert_eq!(s.state, JobState::Succeeded, "{:?}", s.error);
+    assert!(cog_of(&tmp.path().join("good_out")).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancellation_stops_a_running_job() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 512, 5);
+    let out = tmp.path().join("out");
+    // 1024 tiles of 16 px, one at a time: long enough to cancel midway.
+    let job = submit(&db, &inputs, &out, &["--tile-px", "16"]);
+    let q = db.queue().await;
+    let w = worker(&db, &["--batch", "1", "--threads", "1"]);
+    let started = Instant::now();
+    loop {
+        let s = q.job(job).await.expect("job").expect("exists");
+        if s.tiles_succeeded > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(q.cancel(job, "test").await.expect("cancel"));
+    wait_ok(w);
+    let s = q.job(job).await.expect("job").expect("exists");
+    assert_eq!(s.state, JobState::Cancelled);
+    assert!(s.tiles_succeeded < s.tiles_total, "stopped before the end");
+    assert!(!cog_of(&out).exists());
+    assert_eq!(q.backlog().await.expect("backlog"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_submissions_exit_with_one_line_and_queue_nothing() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 64, 1);
+    let out = tmp.path().join("out").display().to_string();
+    let missing = tmp.path().join("nope.tif").display().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "submit",
+            "--recipe",
+            "no-such-recipe",
+            "-o",
+            &out,
+            "-i",
+            &inputs[0],
+        ],
+        vec!["submit", "--recipe", RECIPE, "-o", &out, "-i", &missing],
+        vec!["submit", "--recipe", RECIPE, "-o", &out, "-i", &inputs[0]],
+    ];
+    for args in cases {
+        let o = db.run(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = text(&o.stderr);
+        assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    assert!(!tmp.path().join("out").exists(), "nothing written");
+    assert_eq!(db.queue().await.backlog().await.expect("backlog"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_an_idle_worker() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let child = db
+        .cmd(&["worker", "--backend", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    wait_ok(child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_job_finishes_in_flight_tasks_and_another_worker_completes_the_job() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 256, 9);
+    let out = tmp.path().join("out");
+    let job = submit(&db, &inputs, &out, &["--tile-px", "16"]);
+    let q = db.queue().await;
+    let child = db
+        .cmd(&[
+            "worker",
+            "--backend",
+            "cpu",
+            "--batch",
+            "2",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let started = Instant::now();
+    while q
+        .job(job)
+        .await
+        .expect("job")
+        .expect("exists")
+        .tiles_succeeded
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    wait_ok(child);
+    let tasks = q.tasks(job).await.expect("tasks");
+    assert!(
+        tasks.iter().all(|t| t.state != TaskState::Running),
+        "a drained worker holds nothing"
+    );
+    let s = q.job(job).await.expect("job").expect("exists");
+    assert!(s.tiles_succeeded < s.tiles_total, "drained before the end");
+
+    wait_ok(worker(&db, &["--batch", "16"]));
+    let s = q.job(job).await.expect("job").expect("exists");
+    assert_eq!(s.state, JobState::Succeeded, "{:?}", s.error);
+    assert!(cog_of(&out).is_file());
+}

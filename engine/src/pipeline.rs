@@ -186,16 +186,10 @@ impl Prepared {
                 Step::Convolve { input, kind, out } => {
                     let p = get(&planes, input)?;
                     let k = kind.halo_px();
-                    let (o, halo) = stencil(p, k, width_px, height_px, |plane, o| {
+                    let plane = stencil(p, k, width_px, height_px, |plane, o| {
                         convolve(*kind, plane, k, o)
                     })?;
-                    planes.insert(
-                        out.clone(),
-                        TilePlane {
-                            halo_px: halo,
-                            data: o,
-                        },
-                    );
+                    planes.insert(out.clone(), plane);
                 }
                 Step::Hillshade {
                     dem,
@@ -206,44 +200,26 @@ impl Prepared {
                 } => {
                     let params = terrain_params(grid, *z_factor);
                     let p = get(&planes, dem)?;
-                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                    let plane = stencil(p, 1, width_px, height_px, |plane, o| {
                         hillshade(plane, 1, &params, *azimuth_deg, *altitude_deg, o)
                     })?;
-                    planes.insert(
-                        out.clone(),
-                        TilePlane {
-                            halo_px: halo,
-                            data: o,
-                        },
-                    );
+                    planes.insert(out.clone(), plane);
                 }
                 Step::Slope { dem, z_factor, out } => {
                     let params = terrain_params(grid, *z_factor);
                     let p = get(&planes, dem)?;
-                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                    let plane = stencil(p, 1, width_px, height_px, |plane, o| {
                         slope(plane, 1, &params, SlopeUnits::Degrees, o)
                     })?;
-                    planes.insert(
-                        out.clone(),
-                        TilePlane {
-                            halo_px: halo,
-                            data: o,
-                        },
-                    );
+                    planes.insert(out.clone(), plane);
                 }
                 Step::Aspect { dem, z_factor, out } => {
                     let params = terrain_params(grid, *z_factor);
                     let p = get(&planes, dem)?;
-                    let (o, halo) = stencil(p, 1, width_px, height_px, |plane, o| {
+                    let plane = stencil(p, 1, width_px, height_px, |plane, o| {
                         aspect(plane, 1, &params, o)
                     })?;
-                    planes.insert(
-                        out.clone(),
-                        TilePlane {
-                            halo_px: halo,
-                            data: o,
-                        },
-                    );
+                    planes.insert(out.clone(), plane);
                 }
                 Step::Pansharpen {
                     pan,
@@ -333,14 +309,14 @@ fn get_mut<'a>(
     planes.get_mut(name).ok_or_else(|| missing(name))
 }
 
-/// Runs a stencil that consumes `k` px of halo over the whole plane.
+/// Runs a stencil that consumes `k` px of halo over the whole plane; the output keeps the rest.
 fn stencil(
     p: &TilePlane,
     k: usize,
     width_px: usize,
     height_px: usize,
     f: impl FnOnce(Plane<'_>, &mut [f32]) -> Result<(), kernels::KernelError>,
-) -> Result<(Vec<f32>, usize)> {
+) -> Result<TilePlane> {
     if p.halo_px < k {
         return Err(EngineError::InvalidInput(format!(
             "stencil needs {k} px of halo, the plane has {}",
@@ -351,7 +327,10 @@ fn stencil(
     let out_halo = p.halo_px - k;
     let mut o = vec![0.0; (width_px + 2 * out_halo) * (height_px + 2 * out_halo)];
     f(Plane::new(w, h, &p.data)?, &mut o)?;
-    Ok((o, out_halo))
+    Ok(TilePlane {
+        halo_px: out_halo,
+        data: o,
+    })
 }
 
 /// The plane cropped to a smaller halo (borrowed when the halo already matches).

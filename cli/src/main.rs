@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod bench;
 mod demo;
 mod gpus;
+mod serve;
 mod service;
 
 #[derive(Debug, Parser)]
@@ -122,6 +123,13 @@ enum Command {
     Submit(service::SubmitArgs),
     /// Claim queued tile tasks, compute them with the engine and assemble finished jobs.
     Worker(service::WorkerArgs),
+    /// The HTTP API (REST, WebSocket events, OpenAPI at /openapi.json) and the web UI.
+    Serve(serve::ServeArgs),
+    /// Everything in one process: API, web UI and a worker, on a private PostgreSQL started
+    /// in the data folder unless DATABASE_URL or --database-url names one.
+    Up(serve::UpArgs),
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -189,6 +197,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Migrate(db) => service::migrate(&db),
         Command::Submit(args) => service::submit(&args),
         Command::Worker(args) => service::worker(&args),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Up(args) => serve::up(&args),
+        Command::Openapi => serve::openapi(),
     }
 }
 
@@ -265,7 +276,9 @@ impl<'a> Job<'a> {
     fn recipe(&self, inputs: &[InputSpec]) -> Result<recipe::Recipe> {
         Ok(match (&self.args.recipe, &self.args.expr) {
             (Some(name), _) => recipe::by_name(name, &self.params)?,
-            (None, Some(text)) => recipe::expression_recipe(text, &expression_roles(inputs)?)?,
+            (None, Some(text)) => {
+                recipe::expression_recipe(text, &engine::job::expression_roles(inputs)?)?
+            }
             (None, None) => bail!("give --recipe or --expr"),
         })
     }
@@ -358,26 +371,6 @@ fn is_scene_mismatch(e: &anyhow::Error) -> bool {
 
 /// Roles for an expression: explicit `role=` names, inferred names, or `b1`, `b2` … for the
 /// bands of a single multi-band file.
-fn expression_roles(inputs: &[InputSpec]) -> Result<Vec<String>> {
-    if inputs.len() == 1 && inputs[0].role.is_none() && inputs[0].band.is_none() {
-        if let Some(role) = engine::io::scene::infer_role(&inputs[0].path) {
-            return Ok(vec![role.to_string()]);
-        }
-        let ds = gdal::Dataset::open(&inputs[0].path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", inputs[0].path))?;
-        return Ok((1..=ds.raster_count()).map(|i| format!("b{i}")).collect());
-    }
-    inputs
-        .iter()
-        .map(|s| {
-            s.role
-                .clone()
-                .or_else(|| engine::io::scene::infer_role(&s.path).map(str::to_string))
-                .with_context(|| format!("name the band of {} as role=path", s.path))
-        })
-        .collect()
-}
-
 fn summary_json(s: &RunSummary) -> serde_json::Value {
     let bands: Vec<_> = s
         .bands

@@ -2,7 +2,7 @@
 //! (claim tile tasks from PostgreSQL, compute pieces with the engine, assemble the COG).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,19 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use engine::backend::{Backend, BackendKind};
 use engine::grid::Window;
-use engine::io::cog::Compression;
-use engine::io::footprint::Footprinter;
 use engine::io::read::SceneReader;
-use engine::io::scene::{InputSpec, Scene};
-use engine::pipeline::Prepared;
-use engine::recipe::{self, Params};
-use engine::run::RunOptions;
+use engine::job::JobRequest;
 use engine::tiles::{self, TileRunner};
-use engine::tiling::TilePlan;
-use scheduler::{
-    Backoff, ClaimedTask, JobSpec, Queue, TaskId, TaskKind, TaskRef, TileSpec, WorkerSpec,
-    DEFAULT_ACCOUNT_ID,
-};
+use scheduler::{Backoff, ClaimedTask, Queue, TaskId, TaskKind, TaskRef, WorkerSpec};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -34,11 +25,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct DbArgs {
     /// PostgreSQL connection string (default: the DATABASE_URL environment variable).
     #[arg(long)]
-    database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
 }
 
 impl DbArgs {
-    fn url(&self) -> Result<String> {
+    pub(crate) fn url(&self) -> Result<String> {
         match &self.database_url {
             Some(url) => Ok(url.clone()),
             None => {
@@ -47,7 +38,7 @@ impl DbArgs {
         }
     }
 
-    async fn connect(&self, max_connections: u32) -> Result<Queue> {
+    pub(crate) async fn connect(&self, max_connections: u32) -> Result<Queue> {
         let url = self.url()?;
         match tokio::time::timeout(CONNECT_TIMEOUT, Queue::connect_with(&url, max_connections))
             .await
@@ -105,147 +96,27 @@ pub(crate) struct SubmitArgs {
 pub(crate) struct WorkerArgs {
     /// Tasks claimed at once.
     #[arg(long, default_value_t = 8)]
-    batch: i64,
+    pub(crate) batch: i64,
     /// Lease per claimed task, extended by heartbeats every third of it.
     #[arg(long, default_value_t = 30.0)]
-    lease_secs: f64,
+    pub(crate) lease_secs: f64,
     /// Compute backend: auto, cpu, wgpu, cuda.
     #[arg(long, default_value = "auto")]
-    backend: BackendKind,
+    pub(crate) backend: BackendKind,
     /// Threads computing the tiles of a batch (default: every core).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// Delay before the first retry of a failed task (doubling, with jitter, up to 600 s).
     #[arg(long, default_value_t = 5.0)]
-    retry_base_secs: f64,
+    pub(crate) retry_base_secs: f64,
     /// Drain the queue and exit once no task is queued or running.
     #[arg(long)]
-    once: bool,
+    pub(crate) once: bool,
     #[command(flatten)]
-    db: DbArgs,
+    pub(crate) db: DbArgs,
 }
 
-/// A job as stored in the queue's `params` column: everything a worker needs besides the
-/// inputs.
-#[derive(Debug, Clone, PartialEq)]
-struct StoredJob {
-    recipe: Option<String>,
-    expr: Option<String>,
-    params: Params,
-    out_dir: PathBuf,
-    tile_px: usize,
-    nodata: f64,
-    compression: String,
-    inputs: Vec<InputSpec>,
-}
-
-impl StoredJob {
-    fn params_json(&self) -> Value {
-        json!({
-            "recipe": self.recipe,
-            "expr": self.expr,
-            "params": self.params,
-            "out_dir": self.out_dir,
-            "tile_px": self.tile_px,
-            "nodata": self.nodata,
-            "compression": self.compression,
-        })
-    }
-
-    fn inputs_json(&self) -> Value {
-        self.inputs
-            .iter()
-            .map(|i| json!({ "role": i.role, "path": i.path, "band": i.band }))
-            .collect()
-    }
-
-    fn from_json(params: &Value, inputs: &Value) -> Result<Self> {
-        let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let params_map: Params = match params.get("params").and_then(Value::as_object) {
-            Some(m) => m
-                .iter()
-                .map(|(k, v)| {
-                    Ok((
-                        k.clone(),
-                        v.as_str().context("parameter not a string")?.into(),
-                    ))
-                })
-                .collect::<Result<_>>()?,
-            None => Params::new(),
-        };
-        let inputs = inputs
-            .as_array()
-            .context("job inputs are not a list")?
-            .iter()
-            .map(|i| {
-                Ok(InputSpec {
-                    role: str_of(i, "role"),
-                    path: str_of(i, "path").context("job input without a path")?,
-                    band: i
-                        .get("band")
-                        .and_then(Value::as_u64)
-                        .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            recipe: str_of(params, "recipe"),
-            expr: str_of(params, "expr"),
-            params: params_map,
-            out_dir: PathBuf::from(str_of(params, "out_dir").context("job without out_dir")?),
-            tile_px: params
-                .get("tile_px")
-                .and_then(Value::as_u64)
-                .and_then(|t| usize::try_from(t).ok())
-                .context("job without tile_px")?,
-            nodata: params
-                .get("nodata")
-                .and_then(Value::as_f64)
-                .unwrap_or(-9999.0),
-            compression: str_of(params, "compression").unwrap_or_else(|| "deflate".into()),
-            inputs,
-        })
-    }
-
-    /// The recipe, the opened scene and the prepared recipe: the checks `run` makes.
-    fn open(&self) -> Result<(Scene, Prepared)> {
-        let recipe = match (&self.recipe, &self.expr) {
-            (Some(name), _) => recipe::by_name(name, &self.params)?,
-            (None, Some(text)) => {
-                recipe::expression_recipe(text, &crate::expression_roles(&self.inputs)?)?
-            }
-            (None, None) => bail!("give --recipe or --expr"),
-        };
-        let scene = Scene::open(&self.inputs, &recipe)?;
-        let prepared = Prepared::new(scene.resolve(recipe, &self.params)?)?;
-        Ok((scene, prepared))
-    }
-
-    fn run_options(&self, backend: Arc<Backend>) -> Result<RunOptions> {
-        Ok(RunOptions {
-            out_dir: self.out_dir.clone(),
-            tile_px: self.tile_px,
-            workers: 1,
-            nodata: self.nodata,
-            compression: Compression::parse(&self.compression)?,
-            backend,
-        })
-    }
-}
-
-/// An input path made absolute when it names a local file, so workers elsewhere in the
-/// file system (same mounts) find it.
-fn absolute(mut spec: InputSpec) -> InputSpec {
-    let path = Path::new(&spec.path);
-    if path.is_relative() && path.exists() {
-        if let Ok(abs) = std::path::absolute(path) {
-            spec.path = abs.display().to_string();
-        }
-    }
-    spec
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -265,65 +136,28 @@ pub(crate) fn migrate(db: &DbArgs) -> Result<()> {
 
 /// `constellation submit`: every check before the database is touched.
 pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
-    if args.tile_px < 16 || args.tile_px > 16_384 {
-        bail!(
-            "--tile-px must be between 16 and 16384, got {}",
-            args.tile_px
-        );
-    }
     if args.max_attempts < 1 {
         bail!("--max-attempts must be at least 1");
     }
-    Compression::parse(&args.compression)?;
-    let params = crate::parse_params(&args.params)?;
     let inputs = crate::parse_inputs(&args.inputs)?
         .into_iter()
-        .map(absolute)
+        .map(engine::job::absolute)
         .collect();
     let out_dir = std::path::absolute(&args.out)
         .with_context(|| format!("cannot resolve {}", args.out.display()))?;
-    let stored = StoredJob {
+    let request = JobRequest {
         recipe: args.recipe.clone(),
         expr: args.expr.clone(),
-        params,
+        params: crate::parse_params(&args.params)?,
         out_dir,
         tile_px: args.tile_px,
         nodata: args.nodata,
         compression: args.compression.to_ascii_lowercase(),
         inputs,
     };
-    let (scene, prepared) = stored.open()?;
-    engine::run::check_out_dir(&stored.out_dir)?;
-    let grid = &scene.grid;
-    let footprinter = Footprinter::new(grid)?;
-    let plan = TilePlan::new(grid.width_px, grid.height_px, args.tile_px);
-    let tiles = plan
-        .tiles()
-        .map(|t| {
-            let w = t.window;
-            let int = |v: i64| i32::try_from(v).context("the scene is too large to queue");
-            Ok(TileSpec {
-                index: int(t.index as i64)?,
-                window: scheduler::Window {
-                    x_px: int(w.x_px)?,
-                    y_px: int(w.y_px)?,
-                    width_px: int(w.width_px as i64)?,
-                    height_px: int(w.height_px as i64)?,
-                },
-                footprint_deg: footprinter.outline(w, 5)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let spec = JobSpec {
-        account: DEFAULT_ACCOUNT_ID,
-        recipe: prepared.recipe.name.clone(),
-        params: stored.params_json(),
-        inputs: stored.inputs_json(),
-        priority: args.priority,
-        tiles,
-        max_attempts: args.max_attempts,
-        trace_context: None,
-    };
+    let plan = request.plan()?;
+    let spec = api::submit::job_spec(&request, &plan, args.priority, args.max_attempts, None)?;
+    let scene = plan.scene;
     let job = runtime()?.block_on(async {
         let q = args.db.connect(2).await?;
         q.submit(&spec).await.context("cannot submit the job")
@@ -358,7 +192,7 @@ impl Shared {
 }
 
 /// A job's runner and stored description, or why they could not be had.
-type Opened = std::result::Result<(Arc<TileRunner>, Arc<StoredJob>), String>;
+type Opened = std::result::Result<(Arc<TileRunner>, Arc<JobRequest>), String>;
 
 /// One task's outcome in a batch.
 enum Outcome {
@@ -391,7 +225,7 @@ pub(crate) fn worker(args: &WorkerArgs) -> Result<()> {
     runtime()?.block_on(work(args, backend, threads))
 }
 
-async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usize) -> Result<()> {
+pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usize) -> Result<()> {
     let queue = args.db.connect(4).await?.with_backoff(Backoff {
         base_secs: args.retry_base_secs,
         cap_secs: 600.0,
@@ -545,13 +379,10 @@ async fn run_batch(
         if jobs.contains_key(&task.job_id) {
             continue;
         }
-        let stored = match StoredJob::from_json(&task.params, &task.inputs) {
+        let stored = match JobRequest::from_json(&task.params, &task.inputs) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                jobs.insert(
-                    task.job_id,
-                    Err(format!("bad job: {}", crate::one_line(&e))),
-                );
+                jobs.insert(task.job_id, Err(format!("bad job: {e}")));
                 continue;
             }
         };
@@ -562,7 +393,7 @@ async fn run_batch(
                 let opened = tokio::task::spawn_blocking(move || {
                     s.open()
                         .map(|(scene, prepared)| TileRunner::new(prepared, scene, b))
-                        .map_err(|e| crate::one_line(&e))
+                        .map_err(|e| e.to_string())
                 })
                 .await
                 .unwrap_or_else(|e| Err(format!("worker thread failed: {e}")));
@@ -652,7 +483,7 @@ fn compute_all(
 fn run_task<'r>(
     task: &ClaimedTask,
     runner: &'r TileRunner,
-    stored: &StoredJob,
+    stored: &JobRequest,
     backend: &Arc<Backend>,
     readers: &mut HashMap<Uuid, SceneReader<'r>>,
 ) -> Result<Value> {

@@ -6,62 +6,30 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use scheduler::{JobState, Queue, TaskState};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
 const RECIPE: &str = "ndvi-sentinel2-l2a";
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh database, dropped (forcibly) with this value.
+/// A fresh, migrated database (dropped with this value) and the binary pointed at it.
 struct TestDb {
-    name: String,
-    url: String,
-    options: PgConnectOptions,
+    db: scheduler::testdb::TestDb,
 }
 
 impl TestDb {
     async fn new() -> Self {
-        let admin: PgConnectOptions = admin_url().parse().expect("DATABASE_URL parses");
-        let name = format!("constellation_test_{}", Uuid::new_v4().simple());
-        let mut conn = admin
-            .connect()
-            .await
-            .expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        let base = admin_url();
-        let url = match base.rsplit_once('/') {
-            Some((head, _)) => format!("{head}/{name}"),
-            None => panic!("DATABASE_URL has no database part"),
-        };
         Self {
-            options: admin.database(&name),
-            name,
-            url,
+            db: scheduler::testdb::TestDb::new().await,
         }
     }
 
     async fn queue(&self) -> Queue {
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(self.options.clone())
-            .await
-            .expect("connect to the test database");
-        Queue::from_pool(pool)
+        self.db.queue(2).await
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(args).env("DATABASE_URL", &self.url);
+        c.args(args).env("DATABASE_URL", self.db.url());
         c
     }
 
@@ -72,31 +40,6 @@ impl TestDb {
     fn migrate(&self) {
         let out = self.run(&["migrate"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if let Ok(admin) = admin_url().parse::<PgConnectOptions>() {
-                        if let Ok(mut conn) = admin.connect().await {
-                            let _ = sqlx::query(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .execute(&mut conn)
-                            .await;
-                        }
-                    }
-                });
-            }
-        })
-        .join();
     }
 }
 

@@ -14,6 +14,8 @@ pub mod tiling;
 #[cfg(feature = "gdal")]
 pub mod io;
 #[cfg(feature = "gdal")]
+pub mod job;
+#[cfg(feature = "gdal")]
 pub mod run;
 #[cfg(feature = "gdal")]
 pub mod tiles;

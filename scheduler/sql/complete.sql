@@ -27,7 +27,9 @@ WITH input AS (
 ), per_job AS (
     SELECT job_id,
            (count(*) FILTER (WHERE kind = 'tile'))::int AS tiles,
-           bool_or(kind = 'finalize') AS finalized
+           bool_or(kind = 'finalize') AS finalized,
+           coalesce(array_agg(tile_index ORDER BY tile_index) FILTER (WHERE kind = 'tile'),
+                    '{}') AS tile_indices
     FROM done
     GROUP BY job_id
 ), jobs AS (
@@ -39,7 +41,8 @@ WITH input AS (
         finished_at = CASE WHEN p.finalized THEN now() ELSE j.finished_at END
     FROM per_job p
     WHERE j.id = p.job_id AND j.state IN ('queued', 'running')
-    RETURNING j.id, j.tiles_succeeded, j.tiles_total, j.finalize_task_id, p.tiles, p.finalized
+    RETURNING j.id, j.tiles_succeeded, j.tiles_total, j.finalize_task_id, p.tiles, p.finalized,
+              p.tile_indices
 ), unblock AS (
     -- The statement that completed the last tile makes the finalize task claimable.
     UPDATE task f
@@ -51,7 +54,8 @@ WITH input AS (
 ), events AS (
     INSERT INTO event (job_id, kind, payload)
     SELECT id, 'progress',
-           jsonb_build_object('tiles_succeeded', tiles_succeeded, 'tiles_total', tiles_total)
+           jsonb_build_object('tiles_succeeded', tiles_succeeded, 'tiles_total', tiles_total,
+                              'tiles', to_jsonb(tile_indices))
     FROM jobs WHERE tiles > 0
     UNION ALL
     SELECT job_id, 'finalize_queued', jsonb_build_object('task_id', id) FROM unblock

@@ -12,5 +12,11 @@ WITH gone AS (
     SELECT id, job_id, kind, tile_index, 'failed', priority, attempt, max_attempts,
            claimed_at, worker_id, $2
     FROM gone
+), announced AS (
+    INSERT INTO event (job_id, kind, payload)
+    SELECT job_id, 'task_failed',
+           jsonb_build_object('task_id', id, 'tile_index', tile_index, 'attempt', attempt,
+                              'error', $2::text, 'retry_at', NULL)
+    FROM gone
 )
 SELECT job_id FROM gone

@@ -74,6 +74,29 @@ impl PgEventBus {
         }
     }
 
+    /// The oldest and newest stored sequence numbers (0 and 0 when there are none).
+    pub async fn bounds(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "-- The stream's retained range.
+             SELECT coalesce(min(seq), 0) AS oldest, coalesce(max(seq), 0) AS head FROM event",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("oldest")?, row.try_get("head")?))
+    }
+
+    /// Delete events older than `keep` (retention); returns how many went.
+    pub async fn prune(&self, keep: Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "-- Event retention: older events go; clients asking for them get a resync.
+             DELETE FROM event WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Listen for new events: each [`EventSubscription::next`] returns what arrived after the
     /// last event it returned.
     pub async fn subscribe(&self, after_seq: i64, job: Option<Uuid>) -> Result<EventSubscription> {

@@ -7,6 +7,9 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod queue;
+#[cfg(feature = "testdb")]
+pub mod testdb;
+pub mod views;
 
 pub use error::{Result, SchedulerError};
 pub use events::{Event, EventBus, EventSubscription, NewEvent, PgEventBus, EVENT_CHANNEL};
@@ -15,3 +18,6 @@ pub use model::{
     TaskInfo, TaskKind, TaskRef, TaskState, TileSpec, Window, WorkerSpec, DEFAULT_ACCOUNT_ID,
 };
 pub use queue::{Backoff, Queue, TaskWaker, TASK_CHANNEL};
+pub use views::{
+    BboxDeg, Change, GpuSample, JobCursor, JobFilter, JobView, LogLine, TileFootprint, WorkerView,
+};

@@ -1,0 +1,385 @@
+//! `constellation serve` (the HTTP API), `constellation up` (API + worker + web UI in one
+//! process, on a private PostgreSQL it starts itself when no database is given) and
+//! `constellation openapi` (print the OpenAPI document).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use engine::backend::BackendKind;
+use scheduler::Queue;
+
+use crate::service::{self, DbArgs, WorkerArgs};
+
+/// How long open connections (WebSockets) may keep a stopping server alive.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where jobs submitted over HTTP write their outputs (`<dir>/outputs/…`).
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Only read inputs under this folder (repeatable; default: anywhere readable).
+    #[arg(long = "input-root")]
+    input_roots: Vec<PathBuf>,
+    /// The built web UI to serve at `/` (default: web/dist when it exists).
+    #[arg(long)]
+    web_dir: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Compute backend of the in-process worker: auto, cpu, wgpu, cuda.
+    #[arg(long, default_value = "auto")]
+    backend: BackendKind,
+    /// Threads of the in-process worker (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Submit demo jobs over synthetic scenes once the server is up.
+    #[arg(long)]
+    demo: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<api::Config> {
+        let data_dir = std::path::absolute(&self.data_dir)
+            .with_context(|| format!("cannot resolve {}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let web_dir = match &self.web_dir {
+            Some(d) if !d.join("index.html").is_file() => {
+                bail!("{} has no index.html (build the web UI first)", d.display())
+            }
+            Some(d) => Some(d.clone()),
+            None => Some(PathBuf::from("web/dist")).filter(|d| d.join("index.html").is_file()),
+        };
+        Ok(api::Config {
+            data_dir,
+            input_roots: self.input_roots.clone(),
+            web_dir,
+            ..api::Config::default()
+        })
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Serves the API over `queue` until a signal; open sockets get a short grace.
+async fn run_server(queue: Queue, config: &api::Config, listen: SocketAddr) -> Result<()> {
+    let state = api::AppState::new(queue, config)
+        .await
+        .context("cannot start the event stream")?;
+    let app = api::router(state, config);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    eprintln!("listening on http://{addr} (API docs at http://{addr}/docs)");
+    if config.web_dir.is_none() {
+        eprintln!("no web UI found (build it with scripts/web.sh); serving the API only");
+    }
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        stop_signal().await;
+        let _ = stopped_tx.send(true);
+    };
+    let serving = api::serve(listener, app, shutdown);
+    let mut stopped = stopped_rx.clone();
+    let grace = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = serving => r.context("the server failed")?,
+        () = grace => eprintln!("closing connections still open after {} s", SHUTDOWN_GRACE.as_secs()),
+    }
+    Ok(())
+}
+
+/// `constellation serve`.
+pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
+    let config = args.config()?;
+    service::runtime()?.block_on(async {
+        let queue = args.db.connect(16).await?;
+        queue
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
+        run_server(queue, &config, args.listen).await
+    })
+}
+
+/// `constellation openapi`.
+pub(crate) fn openapi() -> Result<()> {
+    print!("{}", api::openapi::document());
+    Ok(())
+}
+
+/// `constellation up`.
+pub(crate) fn up(args: &UpArgs) -> Result<()> {
+    let config = args.serve.config()?;
+    let mut private = None;
+    let url = match args.serve.db.url() {
+        Ok(url) => url,
+        Err(_) => {
+            let pg = PrivatePostgres::start(&config.data_dir.join("postgres"))?;
+            let url = pg.url();
+            eprintln!("started a private PostgreSQL in {}", pg.dir.display());
+            private = Some(pg);
+            url
+        }
+    };
+    let (backend, fallback) = engine::backend::select(args.backend)?;
+    if let Some(reason) = fallback {
+        eprintln!("{reason}");
+    }
+    let threads = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let worker_args = WorkerArgs {
+        batch: 8,
+        lease_secs: 30.0,
+        backend: args.backend,
+        threads: Some(threads),
+        retry_base_secs: 5.0,
+        once: false,
+        db: DbArgs {
+            database_url: Some(url.clone()),
+        },
+    };
+    let result = service::runtime()?.block_on(async {
+        let db = DbArgs {
+            database_url: Some(url),
+        };
+        let queue = db.connect(16).await?;
+        queue
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
+        let worker = tokio::spawn({
+            let backend = Arc::new(backend);
+            async move { service::work(&worker_args, backend, threads).await }
+        });
+        if args.demo {
+            let data_dir = config.data_dir.clone();
+            let queue = queue.clone();
+            tokio::task::spawn_blocking(move || submit_demo(&queue, &data_dir));
+        }
+        let served = run_server(queue, &config, args.serve.listen).await;
+        // The worker drains on the same signal.
+        match tokio::time::timeout(Duration::from_secs(60), worker).await {
+            Ok(Ok(Err(e))) => eprintln!("worker: {}", crate::one_line(&e)),
+            Ok(Err(e)) => eprintln!("worker: {e}"),
+            Err(_) => eprintln!("worker: still busy after 60 s; its tasks return to the queue"),
+            Ok(Ok(Ok(()))) => {}
+        }
+        served
+    });
+    drop(private);
+    result
+}
+
+/// Writes two synthetic scenes and queues NDVI and EVI jobs over them.
+fn submit_demo(queue: &Queue, data_dir: &Path) {
+    let run = || -> Result<()> {
+        let scenes = data_dir.join("demo-scenes");
+        let scene = fixtures::generate(&fixtures::SceneSpec::sentinel2(2048, 7), &scenes)?;
+        let inputs: Vec<engine::io::scene::InputSpec> = scene
+            .roles()
+            .filter_map(|role| {
+                Some(engine::io::scene::InputSpec {
+                    role: Some(role.to_owned()),
+                    path: scene.path(role)?.display().to_string(),
+                    band: None,
+                })
+            })
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for (recipe, tile_px) in [("ndvi-sentinel2-l2a", 256), ("evi-sentinel2-l2a", 512)] {
+            let request = engine::job::JobRequest {
+                recipe: Some(recipe.into()),
+                expr: None,
+                params: Default::default(),
+                out_dir: data_dir.join("outputs").join(format!("demo-{recipe}")),
+                tile_px,
+                nodata: -9999.0,
+                compression: "deflate".into(),
+                inputs: inputs.clone(),
+            };
+            let plan = request.plan()?;
+            let spec = api::submit::job_spec(&request, &plan, 0, 3, None)?;
+            let id = rt.block_on(queue.submit(&spec))?;
+            eprintln!("demo: queued {recipe} as job {id}");
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        eprintln!("demo: {}", crate::one_line(&e));
+    }
+}
+
+/// A PostgreSQL cluster of our own: initdb'd on first use, started with `pg_ctl`, listening
+/// only on a Unix socket in its folder, stopped when dropped.
+#[derive(Debug)]
+struct PrivatePostgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    /// Run the server as this user (initdb refuses root).
+    user: Option<String>,
+}
+
+impl PrivatePostgres {
+    fn find_bin() -> Result<PathBuf> {
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Ok(dir);
+            }
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+            .into_iter()
+            .rev()
+            .find(|d| d.join("initdb").is_file())
+            .context("no PostgreSQL server binaries found (install postgresql and postgis, or set DATABASE_URL)")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    fn start(dir: &Path) -> Result<Self> {
+        let bin = Self::find_bin()?;
+        // Whether this runs as root (the effective uid, from /proc).
+        let is_root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+            })
+            .unwrap_or(false);
+        let pg = Self {
+            dir: dir.to_path_buf(),
+            bin,
+            user: is_root.then(|| "postgres".to_string()),
+        };
+        std::fs::create_dir_all(pg.dir.join("run"))
+            .with_context(|| format!("cannot create {}", pg.dir.display()))?;
+        if let Some(user) = &pg.user {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{user}:")])
+                .arg(&pg.dir)
+                .status()
+                .context("cannot run chown")?;
+            if !status.success() {
+                bail!("cannot hand {} to the {user} user", pg.dir.display());
+            }
+        }
+        let data = pg.dir.join("data");
+        if !data.join("PG_VERSION").is_file() {
+            let out = pg
+                .command("initdb")
+                .args(["-D"])
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ])
+                .output()
+                .context("cannot run initdb")?;
+            if !out.status.success() {
+                bail!(
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .replace('\n', " ")
+                );
+            }
+        }
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}'",
+            pg.dir.join("run").display()
+        );
+        let out = pg
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(pg.dir.join("server.log"))
+            .args(["-o", &options, "-w", "start"])
+            .output()
+            .context("cannot run pg_ctl")?;
+        if !out.status.success() {
+            bail!(
+                "the private PostgreSQL did not start (see {}): {}",
+                pg.dir.join("server.log").display(),
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', " ")
+            );
+        }
+        Ok(pg)
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost/postgres?host={}",
+            self.dir.join("run").display()
+        )
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+}

@@ -129,6 +129,20 @@ pub struct CreateJob {
     /// Nodata value written to the output.
     #[serde(default = "default_nodata")]
     pub nodata: f64,
+    /// Only tiles meeting this area are computed; the rest of the output is nodata.
+    #[serde(default)]
+    pub aoi: Option<GeoJsonPolygon>,
+}
+
+/// A GeoJSON Polygon in EPSG:4326 (one ring; holes are not supported).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoJsonPolygon {
+    /// Always `Polygon`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// One linear ring of `[longitude, latitude]` positions.
+    pub coordinates: Vec<Vec<[f64; 2]>>,
 }
 
 /// Where a succeeded job's outputs are.

@@ -130,7 +130,15 @@ pub async fn create_job(
     })
     .await
     .map_err(|e| Problem::internal(format!("planning failed: {e}")))?
-    .map_err(|e| Problem::invalid("inputs", e.to_string()))?;
+    .map_err(|e| {
+        let detail = e.to_string();
+        let field = if detail.contains("area of interest") {
+            "aoi"
+        } else {
+            "inputs"
+        };
+        Problem::invalid(field, detail)
+    })?;
     let id = state.queue.submit(&spec).await?;
     let job = find(&state, id).await?;
     Ok((

@@ -23,7 +23,7 @@ use crate::{catalog, dto, jobs, ops, problem, tiles, ws};
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
-        problem::Problem, problem::FieldError, dto::CreateJob, dto::InputDto, dto::JobDto,
+        problem::Problem, problem::FieldError, dto::CreateJob, dto::GeoJsonPolygon, dto::InputDto, dto::JobDto,
         dto::JobPage, dto::JobStateDto, dto::TaskStateDto, dto::OutputsDto, dto::BulkAction,
         dto::BulkRequest, dto::BulkResult, dto::JobFilterDto, dto::TaskDto, dto::TaskKindDto,
         dto::TaskList, dto::LogDto, dto::LogPage, dto::RecipeDto, dto::RecipeList,

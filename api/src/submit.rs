@@ -135,6 +135,25 @@ pub fn request_of(body: &CreateJob, paths: &Paths) -> Result<JobRequest, Problem
             band: input.band,
         });
     }
+    let aoi = match &body.aoi {
+        None => None,
+        Some(p) => {
+            if p.kind != "Polygon" {
+                return Err(Problem::invalid("aoi.type", "must be Polygon"));
+            }
+            let [ring] = &p.coordinates[..] else {
+                return Err(Problem::invalid(
+                    "aoi.coordinates",
+                    "give exactly one ring (holes are not supported)",
+                ));
+            };
+            let ring: Vec<(f64, f64)> = ring.iter().map(|&[x, y]| (x, y)).collect();
+            Some(
+                engine::aoi::Aoi::new(&ring)
+                    .map_err(|e| Problem::invalid("aoi.coordinates", e.to_string()))?,
+            )
+        }
+    };
     let out_dir = paths
         .data_dir
         .join("outputs")
@@ -148,6 +167,7 @@ pub fn request_of(body: &CreateJob, paths: &Paths) -> Result<JobRequest, Problem
         nodata: body.nodata,
         compression,
         inputs,
+        aoi,
     })
 }
 

@@ -646,3 +646,55 @@ async fn inputs_outside_the_allowed_roots_are_refused() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p["errors"][0]["field"], "inputs.0.path");
 }
+
+#[tokio::test]
+async fn an_area_of_interest_limits_the_tiles_and_bad_ones_are_named() {
+    let api = Api::new().await;
+    let inputs = api.scene(13);
+    let whole = api.create(&inputs, json!({})).await;
+    let b: Vec<f64> = serde_json::from_value(whole["bbox"].clone()).unwrap();
+    let (w, s, e, n) = (b[0], b[1], b[2], b[3]);
+    // The south-west quarter, as an open ring (closed by the server).
+    let (mx, my) = ((w + e) / 2.0, (s + n) / 2.0);
+    let ring = json!([[
+        [w, s],
+        [mx - 0.0001, s],
+        [mx - 0.0001, my - 0.0001],
+        [w, my - 0.0001]
+    ]]);
+    let part = api
+        .create(
+            &inputs,
+            json!({"aoi": {"type": "Polygon", "coordinates": ring}}),
+        )
+        .await;
+    let tiles = part["tiles_total"].as_i64().unwrap();
+    assert!(
+        (4..16).contains(&tiles),
+        "{tiles} tiles for a quarter of 16"
+    );
+    let (_, fc) = api
+        .get(&format!(
+            "/v1/jobs/{}/footprints",
+            part["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(fc["features"].as_array().unwrap().len() as i64, tiles);
+
+    let far = json!({"type": "Polygon", "coordinates": [[[100.0, 10.0], [101.0, 10.0], [101.0, 11.0], [100.0, 10.0]]]});
+    let holes = json!({"type": "Polygon", "coordinates": [
+        [[w, s], [e, s], [e, n], [w, s]], [[mx, my], [mx, my], [mx, my], [mx, my]]]});
+    let flat = json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [w, s]]]});
+    let point = json!({"type": "Point", "coordinates": [[[w, s]]]});
+    for (aoi, field) in [
+        (far, "aoi"),
+        (holes, "aoi.coordinates"),
+        (flat, "aoi.coordinates"),
+        (point, "aoi.type"),
+    ] {
+        let body = json!({"recipe": RECIPE, "inputs": inputs, "tile_px": 64, "aoi": aoi});
+        let (s, p) = api.post("/v1/jobs", body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+}

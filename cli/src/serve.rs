@@ -48,6 +48,9 @@ pub(crate) struct UpArgs {
     /// Submit demo jobs over synthetic scenes once the server is up.
     #[arg(long)]
     demo: bool,
+    /// The in-process worker reports N simulated GPUs (samples marked simulated).
+    #[arg(long)]
+    simulate_gpus: Option<u32>,
 }
 
 impl ServeArgs {
@@ -169,6 +172,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         threads: Some(threads),
         retry_base_secs: 5.0,
         once: false,
+        simulate_gpus: args.simulate_gpus,
         db: DbArgs {
             database_url: Some(url.clone()),
         },
@@ -233,6 +237,7 @@ fn submit_demo(queue: &Queue, data_dir: &Path) {
                 nodata: -9999.0,
                 compression: "deflate".into(),
                 inputs: inputs.clone(),
+                aoi: None,
             };
             let plan = request.plan()?;
             let spec = api::submit::job_spec(&request, &plan, 0, 3, None)?;

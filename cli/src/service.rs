@@ -13,7 +13,7 @@ use engine::grid::Window;
 use engine::io::read::SceneReader;
 use engine::job::JobRequest;
 use engine::tiles::{self, TileRunner};
-use scheduler::{Backoff, ClaimedTask, Queue, TaskId, TaskKind, TaskRef, WorkerSpec};
+use scheduler::{Backoff, ClaimedTask, FailOutcome, Queue, TaskId, TaskKind, TaskRef, WorkerSpec};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -85,6 +85,10 @@ pub(crate) struct SubmitArgs {
     /// Nodata value written to the output.
     #[arg(long, default_value_t = -9999.0, allow_negative_numbers = true)]
     nodata: f64,
+    /// Only compute the tiles meeting this box, `west,south,east,north` in degrees (the
+    /// rest of the output is nodata).
+    #[arg(long, allow_hyphen_values = true)]
+    aoi: Option<String>,
     /// Print the job as JSON.
     #[arg(long)]
     json: bool,
@@ -112,6 +116,9 @@ pub(crate) struct WorkerArgs {
     /// Drain the queue and exit once no task is queued or running.
     #[arg(long)]
     pub(crate) once: bool,
+    /// Report N simulated GPUs (samples marked simulated) instead of NVML's, for demos.
+    #[arg(long)]
+    pub(crate) simulate_gpus: Option<u32>,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -134,6 +141,19 @@ pub(crate) fn migrate(db: &DbArgs) -> Result<()> {
     })
 }
 
+/// An area of interest from `west,south,east,north`.
+fn aoi_of_bbox(text: &str) -> Result<engine::aoi::Aoi> {
+    let v: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--aoi {text:?}: expected west,south,east,north"))?;
+    let [w, s, e, n] = v[..] else {
+        bail!("--aoi {text:?}: expected four numbers west,south,east,north");
+    };
+    Ok(engine::aoi::Aoi::new(&[(w, s), (e, s), (e, n), (w, n)])?)
+}
+
 /// `constellation submit`: every check before the database is touched.
 pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
     if args.max_attempts < 1 {
@@ -154,6 +174,7 @@ pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
         nodata: args.nodata,
         compression: args.compression.to_ascii_lowercase(),
         inputs,
+        aoi: args.aoi.as_deref().map(aoi_of_bbox).transpose()?,
     };
     let plan = request.plan()?;
     let spec = api::submit::job_spec(&request, &plan, args.priority, args.max_attempts, None)?;
@@ -234,18 +255,28 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into());
+    let gpu_source = Arc::new(engine::gpu::GpuSource::discover(args.simulate_gpus));
+    let inventory: Vec<Value> = gpu_source
+        .inventory()
+        .iter()
+        .map(|g| {
+            json!({ "index": g.index, "name": g.name, "uuid": g.uuid,
+                    "memory_total_bytes": g.memory_total_bytes, "pci_bus_id": g.pci_bus_id,
+                    "simulated": g.simulated })
+        })
+        .collect();
     let me = queue
         .register_worker(&WorkerSpec {
             host,
             backend: backend.name().into(),
-            gpus: json!([]),
+            gpus: Value::Array(inventory),
         })
         .await
         .context("cannot register the worker")?;
     let shared = Arc::new(Shared::default());
 
     let beat = {
-        let (queue, shared) = (queue.clone(), shared.clone());
+        let (queue, shared, gpu_source) = (queue.clone(), shared.clone(), gpu_source.clone());
         tokio::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(100));
             loop {
@@ -266,6 +297,10 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 // Any worker reaps: only expired leases are touched.
                 if let Err(e) = queue.reap().await {
                     eprintln!("reap failed: {e}");
+                }
+                let samples = gpu_samples(&gpu_source);
+                if let Err(e) = queue.record_gpu_samples(me, &samples).await {
+                    eprintln!("gpu samples not stored: {e}");
                 }
             }
         })
@@ -323,13 +358,47 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 match outcome {
                     Outcome::Done(output) => done.push((task.run, output)),
                     Outcome::Failed { error, retryable } => {
-                        queue.fail(me, task.run, &error, retryable).await?;
+                        let outcome = queue.fail(me, task.run, &error, retryable).await?;
+                        let (level, what) = match outcome {
+                            FailOutcome::Retrying { .. } => ("warn", "will be retried"),
+                            FailOutcome::Failed => ("error", "failed the job"),
+                            FailOutcome::Rejected => continue,
+                        };
+                        let tile = task
+                            .tile
+                            .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"));
+                        let line = format!(
+                            "{tile} (attempt {}/{}) {what}: {error}",
+                            task.run.attempt, task.max_attempts
+                        );
+                        if let Err(e) = queue
+                            .log(task.job_id, Some(task.run.id), level, &line)
+                            .await
+                        {
+                            eprintln!("log not stored: {e}");
+                        }
                     }
                     Outcome::Stopped => {}
                 }
             }
             let accepted = queue.complete(me, &done).await?;
             tiles_done += accepted.len();
+            for (task, output) in claimed.iter().zip(&done) {
+                if task.kind == TaskKind::Finalize && accepted.contains(&task.run.id) {
+                    let line = format!(
+                        "assembled {} from {} tile(s)",
+                        output
+                            .1
+                            .get("cog")
+                            .and_then(Value::as_str)
+                            .unwrap_or("the outputs"),
+                        output.1.get("tiles").and_then(Value::as_u64).unwrap_or(0)
+                    );
+                    let _ = queue
+                        .log(task.job_id, Some(task.run.id), "info", &line)
+                        .await;
+                }
+            }
             if let Ok(mut m) = shared.in_flight.lock() {
                 for t in &claimed {
                     m.remove(&t.run.id);
@@ -357,12 +426,35 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
     if !left.is_empty() {
         let _ = queue.release(me, &left).await;
     }
+    if let Err(e) = queue.worker_stopped(me).await {
+        eprintln!("worker {me}: not marked down: {e}");
+    }
     result?;
     eprintln!(
         "worker {me}: {tiles_done} task(s) in {:.2} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// One sample per GPU, as the queue stores them.
+fn gpu_samples(source: &engine::gpu::GpuSource) -> Vec<scheduler::GpuSample> {
+    source
+        .sample()
+        .into_iter()
+        .map(|s| scheduler::GpuSample {
+            gpu_index: i32::try_from(s.index).unwrap_or(i32::MAX),
+            ts: chrono::DateTime::from_timestamp_millis(i64::try_from(s.unix_ms).unwrap_or(0))
+                .unwrap_or_else(chrono::Utc::now),
+            simulated: s.simulated,
+            util_gpu_pct: s.gpu_util_pct.map(|v| v as f32),
+            util_mem_pct: s.mem_copy_util_pct.map(|v| v as f32),
+            mem_used_bytes: s.memory_used_bytes.and_then(|b| i64::try_from(b).ok()),
+            mem_total_bytes: s.memory_total_bytes.and_then(|b| i64::try_from(b).ok()),
+            temp_c: s.temperature_c.map(|v| v as f32),
+            power_w: s.power_w.map(|v| v as f32),
+        })
+        .collect()
 }
 
 /// Opens (or finds cached) the runner of each job in the batch, then computes the batch on
@@ -506,7 +598,7 @@ fn run_task<'r>(
         }
         (TaskKind::Finalize, _) => {
             let opts = stored.run_options(backend.clone())?;
-            let summary = tiles::assemble(runner, &opts, &dir)?;
+            let summary = tiles::assemble_within(runner, &opts, &dir, stored.aoi.as_ref())?;
             let _ = std::fs::remove_dir_all(&dir);
             if let Some(parent) = dir.parent() {
                 // Only removed when no other job's pieces are left in it.

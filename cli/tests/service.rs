@@ -194,6 +194,88 @@ async fn two_workers_assemble_the_same_cog_as_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_area_of_interest_computes_only_its_tiles_and_leaves_the_rest_nodata() {
+    let db = TestDb::new().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 600, 12);
+    let q = db.queue().await;
+    // The scene's extent, from a job over all of it.
+    let whole = submit(
+        &db,
+        &inputs,
+        &tmp.path().join("whole"),
+        &["--tile-px", "128"],
+    );
+    let view = q
+        .job_view(scheduler::DEFAULT_ACCOUNT_ID, whole)
+        .await
+        .expect("view")
+        .expect("exists");
+    q.cancel(whole, "only its extent was needed")
+        .await
+        .expect("cancel");
+    let [w, s, e, n] = view.bbox_deg.expect("an extent");
+    // The north-west corner of the scene.
+    let aoi = format!("{w},{},{},{n}", n - 0.3 * (n - s), w + 0.3 * (e - w));
+    let out_q = tmp.path().join("aoi");
+    let job = submit(&db, &inputs, &out_q, &["--tile-px", "128", "--aoi", &aoi]);
+    let tiles: Vec<usize> = q
+        .tasks(job)
+        .await
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t.tile_index.map(|i| i as usize))
+        .collect();
+    assert!(!tiles.is_empty() && tiles.len() < 25, "{tiles:?}");
+    assert!(
+        tiles.contains(&0),
+        "the north-west tile is planned: {tiles:?}"
+    );
+    assert!(
+        !tiles.contains(&24),
+        "the south-east tile is not: {tiles:?}"
+    );
+    wait_ok(worker(&db, &[]));
+    let status = q.job(job).await.expect("job").expect("exists");
+    assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
+
+    let out_r = tmp.path().join("run");
+    let out_r_s = out_r.display().to_string();
+    let mut args = vec![
+        "run",
+        "--recipe",
+        RECIPE,
+        "--backend",
+        "cpu",
+        "--tile-px",
+        "128",
+    ];
+    args.extend(["-o", &out_r_s, "-i"]);
+    args.extend(inputs.iter().map(String::as_str));
+    let o = db.run(&args);
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    // Full resolution only: inside planned tiles the AOI job equals `run` bit for bit,
+    // elsewhere it is nodata.
+    let (got, want) = (
+        &raster_bits(&cog_of(&out_q))[0],
+        &raster_bits(&cog_of(&out_r))[0],
+    );
+    let nodata = (-9999.0f32).to_bits();
+    let (mut inside, mut outside) = (0, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (x, y) = (i % 600, i / 600);
+        if tiles.contains(&((y / 128) * 5 + x / 128)) {
+            assert_eq!(g, w, "pixel ({x}, {y}) inside the area");
+            inside += 1;
+        } else {
+            assert_eq!(*g, nodata, "pixel ({x}, {y}) outside the area");
+            outside += 1;
+        }
+    }
+    assert!(inside > 0 && outside > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_input_fails_after_max_attempts_while_another_job_succeeds() {
     let db = TestDb::new().await;
     db.migrate();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::aoi::Aoi;
 use crate::backend::Backend;
 use crate::error::{EngineError, Result};
 use crate::grid::Window;
@@ -21,8 +22,9 @@ use crate::tiling::TilePlan;
 /// Tile sizes a job may ask for, in pixels.
 pub const TILE_PX_RANGE: std::ops::RangeInclusive<usize> = 16..=16_384;
 
-/// Points per footprint edge: enough for a curved outline in EPSG:4326 at tile scale.
-const FOOTPRINT_POINTS_PER_EDGE: usize = 5;
+/// Points per footprint edge: enough for a curved outline in EPSG:4326 at tile scale. The
+/// planner and the assembler test a tile against an area of interest with the same outline.
+pub const FOOTPRINT_POINTS_PER_EDGE: usize = 5;
 
 /// Everything a worker needs to run one tile of a job, as stored with the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +45,8 @@ pub struct JobRequest {
     pub compression: String,
     /// The inputs, paths absolute where they name local files.
     pub inputs: Vec<InputSpec>,
+    /// Only tiles meeting this area are computed; the rest of the output is nodata.
+    pub aoi: Option<Aoi>,
 }
 
 /// One planned tile: its index, window and footprint ring in EPSG:4326 `(lon, lat)`.
@@ -121,16 +125,22 @@ impl JobRequest {
         crate::run::check_out_dir(&self.out_dir)?;
         let footprinter = Footprinter::new(&scene.grid)?;
         let plan = TilePlan::new(scene.grid.width_px, scene.grid.height_px, self.tile_px);
-        let tiles = plan
-            .tiles()
-            .map(|t| {
-                Ok(PlannedTile {
+        let mut tiles = Vec::with_capacity(plan.len());
+        for t in plan.tiles() {
+            let footprint_deg = footprinter.outline(t.window, FOOTPRINT_POINTS_PER_EDGE)?;
+            if self.aoi.as_ref().is_none_or(|a| a.meets(&footprint_deg)) {
+                tiles.push(PlannedTile {
                     index: t.index,
                     window: t.window,
-                    footprint_deg: footprinter.outline(t.window, FOOTPRINT_POINTS_PER_EDGE)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    footprint_deg,
+                });
+            }
+        }
+        if tiles.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "the area of interest does not overlap the scene".into(),
+            ));
+        }
         Ok(Plan {
             scene,
             prepared,
@@ -160,6 +170,9 @@ impl JobRequest {
             "tile_px": self.tile_px,
             "nodata": self.nodata,
             "compression": self.compression,
+            "aoi": self.aoi.as_ref().map(|a| {
+                a.ring_deg().iter().map(|&(x, y)| [x, y]).collect::<Vec<_>>()
+            }),
         })
     }
 
@@ -216,6 +229,19 @@ impl JobRequest {
                 .unwrap_or(-9999.0),
             compression: str_of(params, "compression").unwrap_or_else(|| "deflate".into()),
             inputs,
+            aoi: match params.get("aoi").and_then(Value::as_array) {
+                Some(ring) => Some(Aoi::new(
+                    &ring
+                        .iter()
+                        .map(|p| {
+                            let c = |i: usize| p.get(i).and_then(Value::as_f64);
+                            c(0).zip(c(1))
+                                .ok_or_else(|| bad("aoi vertex not [lon, lat]"))
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                )?),
+                None => None,
+            },
         })
     }
 }
@@ -273,6 +299,7 @@ mod tests {
                 path: "/data/b04.tif".into(),
                 band: Some(1),
             }],
+            aoi: Some(Aoi::new(&[(10.0, 40.0), (11.0, 40.0), (11.0, 41.0)]).unwrap()),
         }
     }
 

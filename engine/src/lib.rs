@@ -1,6 +1,7 @@
 //! The tile engine: grids and tiles, recipes and their execution, and (with the `gdal`
 //! feature) raster I/O, COG and STAC output, and the batch runner behind `constellation run`.
 
+pub mod aoi;
 pub mod backend;
 pub mod error;
 pub mod gpu;
@@ -15,6 +16,8 @@ pub mod tiling;
 pub mod io;
 #[cfg(feature = "gdal")]
 pub mod job;
+#[cfg(feature = "gdal")]
+pub mod render;
 #[cfg(feature = "gdal")]
 pub mod run;
 #[cfg(feature = "gdal")]

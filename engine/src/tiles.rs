@@ -10,6 +10,7 @@ use gdal::raster::Buffer;
 use gdal::{Dataset, DriverManager};
 use kernels::stats::Stats;
 
+use crate::aoi::Aoi;
 use crate::backend::Backend;
 use crate::error::{EngineError, Result};
 use crate::grid::Window;
@@ -172,6 +173,17 @@ pub fn read_piece(path: &Path, window: Window, band_count: usize) -> Result<Vec<
 /// Assemble the pieces in `dir` (one per tile of the plan `opts.tile_px` gives) into the COG
 /// and STAC Item [`crate::run::run`] writes for the same scene, recipe and options.
 pub fn assemble(runner: &TileRunner, opts: &RunOptions, dir: &Path) -> Result<RunSummary> {
+    assemble_within(runner, opts, dir, None)
+}
+
+/// [`assemble`] for a job limited to an area of interest: tiles that do not meet it have no
+/// piece and are written as nodata.
+pub fn assemble_within(
+    runner: &TileRunner,
+    opts: &RunOptions,
+    dir: &Path,
+    aoi: Option<&Aoi>,
+) -> Result<RunSummary> {
     let started = Instant::now();
     run::check_out_dir(&opts.out_dir)?;
     let (prepared, scene) = (&runner.prepared, &runner.scene);
@@ -191,6 +203,14 @@ pub fn assemble(runner: &TileRunner, opts: &RunOptions, dir: &Path) -> Result<Ru
     let mut totals = vec![Stats::EMPTY; outputs];
     let mut hists = run::empty_histograms(prepared);
     for tile in plan.tiles() {
+        if let Some(aoi) = aoi {
+            let points = crate::job::FOOTPRINT_POINTS_PER_EDGE;
+            if !aoi.meets(&footprinter.outline(tile.window, points)?) {
+                let empty = vec![vec![f32::NAN; tile.window.len_px()]; outputs];
+                writer.write_tile(tile.window, empty)?;
+                continue;
+            }
+        }
         let bands = read_piece(&piece_path(dir, tile.index), tile.window, outputs)?;
         for (i, b) in bands.iter().enumerate() {
             totals[i] = totals[i].merge(kernels::stats::stats(b));

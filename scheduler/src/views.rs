@@ -462,6 +462,24 @@ impl Queue {
         Ok(Change::Done)
     }
 
+    /// Mark a worker down (it stopped) and announce it; GPU samples older than a day go.
+    pub async fn worker_stopped(&self, worker: Uuid) -> Result<()> {
+        sqlx::query(
+            "-- A worker leaves: its row stays for the record, its old samples go.
+             WITH down AS (
+                 UPDATE worker SET state = 'down' WHERE id = $1 RETURNING id
+             ), pruned AS (
+                 DELETE FROM gpu_sample WHERE ts < now() - interval '1 day'
+             )
+             INSERT INTO event (kind, payload)
+             SELECT 'worker_down', jsonb_build_object('worker_id', id) FROM down",
+        )
+        .bind(worker)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;

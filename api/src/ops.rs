@@ -1,5 +1,6 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (the database
-//! answers), `/metrics` (Prometheus text: HTTP requests and the queue's depth by state).
+//! answers), `/metrics` (Prometheus text: HTTP requests, the queue's depth by state, tiles
+//! per second and tile task run times over the last minute).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -131,6 +132,32 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
             escape(&task_state)
         );
     }
+    let window_secs = 60.0;
+    let (tiles, p50, p95) = state.queue.recent_tiles(window_secs).await?;
+    let _ = writeln!(
+        out,
+        "# HELP constellation_tiles_per_second Tile tasks succeeded per second over the last minute."
+    );
+    let _ = writeln!(out, "# TYPE constellation_tiles_per_second gauge");
+    let _ = writeln!(
+        out,
+        "constellation_tiles_per_second {}",
+        tiles as f64 / window_secs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP constellation_tile_task_seconds Run time (claim to finish) of tile tasks succeeded in the last minute."
+    );
+    let _ = writeln!(out, "# TYPE constellation_tile_task_seconds summary");
+    for (q, v) in [("0.5", p50), ("0.95", p95)] {
+        if let Some(v) = v {
+            let _ = writeln!(
+                out,
+                "constellation_tile_task_seconds{{quantile=\"{q}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(out, "constellation_tile_task_seconds_count {tiles}");
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -328,6 +328,21 @@ async fn a_completed_job_shows_its_outputs_and_stac_item() {
         .all(|f| f["properties"]["state"] == "succeeded"));
     let (s, p) = api.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    // The four tiles count in the last minute's throughput.
+    let (_, _, text) = api.call(Method::GET, "/metrics", None).await;
+    let text = text.as_str().unwrap().to_owned();
+    assert!(
+        text.contains("constellation_tile_task_seconds_count 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("constellation_tiles_per_second {}", 4.0 / 60.0)),
+        "{text}"
+    );
+    assert!(
+        text.contains("constellation_tile_task_seconds{quantile=\"0.95\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -621,6 +636,10 @@ async fn recipes_workers_with_gpu_samples_metrics_and_request_ids() {
     );
     assert!(
         text.contains("route=\"/v1/jobs\",status=\"201\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("constellation_tiles_per_second 0\n"),
         "{text}"
     );
 

@@ -486,6 +486,25 @@ impl Queue {
         Ok(())
     }
 
+    /// Tile tasks that succeeded in the last `window_secs`: how many, and their run times'
+    /// median and 95th percentile in seconds (claim to finish).
+    pub async fn recent_tiles(&self, window_secs: f64) -> Result<(i64, Option<f64>, Option<f64>)> {
+        let row = sqlx::query(
+            "-- Recent tile throughput and durations, through the finished_at BRIN index.
+             SELECT count(*) AS n,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) AS p95
+             FROM (SELECT extract(epoch FROM finished_at - claimed_at)::float8 AS secs
+                   FROM task_history
+                   WHERE finished_at > now() - make_interval(secs => $1)
+                     AND kind = 'tile' AND state = 'succeeded') recent",
+        )
+        .bind(window_secs)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("p50")?, row.try_get("p95")?))
+    }
+
     /// Task counts by state (hot and finished), for metrics.
     pub async fn task_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole gate: setup, formatting, lints, and every test (unit, property, oracle, CLI).
+# The whole gate: setup, formatting, lints, and every test (unit, property, oracle, CLI, API,
+# web).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -13,3 +14,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy -p engine --no-default-features --locked -- -D warnings
 cargo test --workspace --all-features --locked
+# The web UI: lint, type-check, unit tests (Vitest + axe-core), production build.
+./scripts/web.sh

@@ -75,22 +75,6 @@ impl ServeArgs {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
 /// Serves the API over `queue` until a signal; open sockets get a short grace.
 async fn run_server(queue: Queue, config: &api::Config, listen: SocketAddr) -> Result<()> {
     let state = api::AppState::new(queue, config)
@@ -107,7 +91,7 @@ async fn run_server(queue: Queue, config: &api::Config, listen: SocketAddr) -> R
     }
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
-        stop_signal().await;
+        service::stop_signal().await;
         let _ = stopped_tx.send(true);
     };
     let serving = api::serve(listener, app, shutdown);

@@ -308,18 +308,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
     {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = term => {}
-            }
+            stop_signal().await;
             shared.draining.store(true, Ordering::SeqCst);
         });
     }
@@ -435,6 +424,22 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 /// One sample per GPU, as the queue stores them.

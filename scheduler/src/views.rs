@@ -405,17 +405,9 @@ impl Queue {
     /// number of attempts again); succeeded tiles are kept.
     pub async fn retry(&self, account: Uuid, job: Uuid) -> Result<Change> {
         let mut tx = self.pool().begin().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM job WHERE id = $1 AND account_id = $2 FOR UPDATE",
-        )
-        .bind(job)
-        .bind(account)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(state) = state else {
+        let Some(state) = lock_job(&mut tx, account, job).await? else {
             return Ok(Change::NotFound);
         };
-        let state = JobState::parse(&state)?;
         if !matches!(state, JobState::Failed | JobState::Cancelled) {
             return Ok(Change::Conflict(state));
         }
@@ -435,17 +427,9 @@ impl Queue {
     /// keeps its history; a `job_deleted` event is appended).
     pub async fn delete_job(&self, account: Uuid, job: Uuid) -> Result<Change> {
         let mut tx = self.pool().begin().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM job WHERE id = $1 AND account_id = $2 FOR UPDATE",
-        )
-        .bind(job)
-        .bind(account)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(state) = state else {
+        let Some(state) = lock_job(&mut tx, account, job).await? else {
             return Ok(Change::NotFound);
         };
-        let state = JobState::parse(&state)?;
         if matches!(state, JobState::Queued | JobState::Running) {
             return Ok(Change::Conflict(state));
         }
@@ -519,6 +503,21 @@ impl Queue {
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()
     }
+}
+
+/// Lock a job of `account` for a state change; its state, or None when there is no such job.
+async fn lock_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    account: Uuid,
+    job: Uuid,
+) -> Result<Option<JobState>> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM job WHERE id = $1 AND account_id = $2 FOR UPDATE")
+            .bind(job)
+            .bind(account)
+            .fetch_optional(&mut **tx)
+            .await?;
+    state.map(|s| JobState::parse(&s)).transpose()
 }
 
 #[cfg(test)]

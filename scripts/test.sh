@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole gate: setup, formatting, lints, and every test (unit, property, oracle, CLI, API,
-# web).
+# web, browser end to end, and the live API against its OpenAPI document).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -14,5 +14,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy -p engine --no-default-features --locked -- -D warnings
 cargo test --workspace --all-features --locked
-# The web UI: lint, type-check, unit tests (Vitest + axe-core), production build.
+# The web UI: lint, type-check, unit tests (Vitest + axe-core), production build; then the
+# browser end to end against the real server (Debian's Chromium, installed when missing).
 ./scripts/web.sh
+CONSTELLATION_BIN=target/debug/constellation ./scripts/e2e.sh
+# The live API against its committed OpenAPI document (schemathesis): no 5xx, nothing undocumented.
+CONSTELLATION_BIN=target/debug/constellation ./scripts/api-check.sh

@@ -142,7 +142,7 @@ pub struct GeoJsonPolygon {
     #[serde(rename = "type")]
     pub kind: String,
     /// One linear ring of `[longitude, latitude]` positions.
-    pub coordinates: Vec<Vec<[f64; 2]>>,
+    pub coordinates: Vec<Vec<Vec<f64>>>,
 }
 
 /// Where a succeeded job's outputs are.

@@ -116,6 +116,9 @@ async fn find(state: &AppState, id: Uuid) -> ApiResult<JobDto> {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
     responses(
         (status = 201, description = "queued", body = JobDto),
+        (status = 400, description = "malformed json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid request", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_job(
@@ -257,7 +260,11 @@ pub async fn delete_job(
 
 /// Cancel, retry or delete many jobs: by ids, or every job matching a filter (up to 10 000).
 #[utoipa::path(post, path = "/v1/jobs/bulk", tag = "jobs", request_body = BulkRequest,
-    responses((status = 200, body = BulkResult), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = BulkResult), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed json", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not application/json", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn bulk_jobs(
     State(state): State<AppState>,
     Json(body): Json<BulkRequest>,
@@ -319,7 +326,8 @@ pub async fn job_tasks(
 /// A job's log, oldest first; page with `after`. Live lines arrive as `log` events on the
 /// WebSocket.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = Uuid, Path), LogParams),
-    responses((status = 200, body = LogPage), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = LogPage), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "invalid paging", body = Problem, content_type = "application/problem+json")))]
 pub async fn job_logs(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

@@ -147,7 +147,16 @@ pub fn request_of(body: &CreateJob, paths: &Paths) -> Result<JobRequest, Problem
                     "give exactly one ring (holes are not supported)",
                 ));
             };
-            let ring: Vec<(f64, f64)> = ring.iter().map(|&[x, y]| (x, y)).collect();
+            let ring: Vec<(f64, f64)> = ring
+                .iter()
+                .map(|p| match p[..] {
+                    [x, y] => Ok((x, y)),
+                    _ => Err(Problem::invalid(
+                        "aoi.coordinates",
+                        "each position is [longitude, latitude]",
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
             Some(
                 engine::aoi::Aoi::new(&ring)
                     .map_err(|e| Problem::invalid("aoi.coordinates", e.to_string()))?,

@@ -31,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// The built web UI to serve at `/` (default: web/dist when it exists).
     #[arg(long)]
     web_dir: Option<PathBuf>,
+    /// Events older than this many days are deleted (hourly); a client asking to replay
+    /// them is told to resync.
+    #[arg(long, default_value_t = 7.0)]
+    event_retention_days: f64,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -55,10 +59,9 @@ pub(crate) struct UpArgs {
 
 impl ServeArgs {
     fn config(&self) -> Result<api::Config> {
-        let data_dir = std::path::absolute(&self.data_dir)
-            .with_context(|| format!("cannot resolve {}", self.data_dir.display()))?;
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        if !(self.event_retention_days.is_finite() && self.event_retention_days > 0.0) {
+            bail!("--event-retention-days must be a positive number of days");
+        }
         let web_dir = match &self.web_dir {
             Some(d) if !d.join("index.html").is_file() => {
                 bail!("{} has no index.html (build the web UI first)", d.display())
@@ -66,6 +69,10 @@ impl ServeArgs {
             Some(d) => Some(d.clone()),
             None => Some(PathBuf::from("web/dist")).filter(|d| d.join("index.html").is_file()),
         };
+        let data_dir = std::path::absolute(&self.data_dir)
+            .with_context(|| format!("cannot resolve {}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
         Ok(api::Config {
             data_dir,
             input_roots: self.input_roots.clone(),
@@ -76,7 +83,19 @@ impl ServeArgs {
 }
 
 /// Serves the API over `queue` until a signal; open sockets get a short grace.
-async fn run_server(queue: Queue, config: &api::Config, listen: SocketAddr) -> Result<()> {
+async fn run_server(queue: Queue, config: &api::Config, args: &ServeArgs) -> Result<()> {
+    let listen = args.listen;
+    let keep = Duration::from_secs_f64(args.event_retention_days * 86_400.0);
+    let bus = scheduler::PgEventBus::new(queue.pool().clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = bus.prune(keep).await {
+                eprintln!("event retention: {e}");
+            }
+        }
+    });
     let state = api::AppState::new(queue, config)
         .await
         .context("cannot start the event stream")?;
@@ -116,7 +135,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        run_server(queue, &config, args.listen).await
+        run_server(queue, &config, args).await
     })
 }
 
@@ -179,7 +198,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
             let queue = queue.clone();
             tokio::task::spawn_blocking(move || submit_demo(&queue, &data_dir));
         }
-        let served = run_server(queue, &config, args.serve.listen).await;
+        let served = run_server(queue, &config, &args.serve).await;
         // The worker drains on the same signal.
         match tokio::time::timeout(Duration::from_secs(60), worker).await {
             Ok(Ok(Err(e))) => eprintln!("worker: {}", crate::one_line(&e)),

@@ -377,6 +377,11 @@ async fn bad_submissions_exit_with_one_line_and_queue_nothing() {
         ],
         vec!["submit", "--recipe", RECIPE, "-o", &out, "-i", &missing],
         vec!["submit", "--recipe", RECIPE, "-o", &out, "-i", &inputs[0]],
+        vec![
+            "submit", "--recipe", RECIPE, "-o", &out, "--aoi", "1,2,3", "-i", &inputs[0],
+        ],
+        vec!["serve", "--event-retention-days", "0", "--data-dir", &out],
+        vec!["serve", "--web-dir", &out, "--data-dir", &out],
     ];
     for args in cases {
         let o = db.run(&args);

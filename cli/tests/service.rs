@@ -111,6 +111,26 @@ fn raster_bits(path: &Path) -> Vec<Vec<u32>> {
     all
 }
 
+/// `run` of the recipe on the CPU with 128 px tiles into `out` (the reference a queued job's
+/// COG is compared with); returns `out`.
+fn run_cpu(db: &TestDb, inputs: &[String], out: &Path) -> PathBuf {
+    let out_s = out.display().to_string();
+    let mut args = vec![
+        "run",
+        "--recipe",
+        RECIPE,
+        "--backend",
+        "cpu",
+        "--tile-px",
+        "128",
+    ];
+    args.extend(["-o", &out_s, "-i"]);
+    args.extend(inputs.iter().map(String::as_str));
+    let o = db.run(&args);
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    out.to_path_buf()
+}
+
 /// The COG in `out` (the scene id is the scene folder's name).
 fn cog_of(out: &Path) -> PathBuf {
     let name = std::fs::read_dir(out)
@@ -174,21 +194,7 @@ async fn two_workers_assemble_the_same_cog_as_run() {
         "pieces are cleaned up after assembly"
     );
 
-    let out_r = tmp.path().join("run");
-    let mut args = vec![
-        "run",
-        "--recipe",
-        RECIPE,
-        "--backend",
-        "cpu",
-        "--tile-px",
-        "128",
-    ];
-    let out_r_s = out_r.display().to_string();
-    args.extend(["-o", &out_r_s, "-i"]);
-    args.extend(inputs.iter().map(String::as_str));
-    let o = db.run(&args);
-    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let out_r = run_cpu(&db, &inputs, &tmp.path().join("run"));
     assert_eq!(raster_bits(&cog_of(&out_q)), raster_bits(&cog_of(&out_r)));
     assert!(out_q.join(format!("scene_{RECIPE}.json")).is_file());
 }
@@ -239,21 +245,7 @@ async fn an_area_of_interest_computes_only_its_tiles_and_leaves_the_rest_nodata(
     let status = q.job(job).await.expect("job").expect("exists");
     assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
 
-    let out_r = tmp.path().join("run");
-    let out_r_s = out_r.display().to_string();
-    let mut args = vec![
-        "run",
-        "--recipe",
-        RECIPE,
-        "--backend",
-        "cpu",
-        "--tile-px",
-        "128",
-    ];
-    args.extend(["-o", &out_r_s, "-i"]);
-    args.extend(inputs.iter().map(String::as_str));
-    let o = db.run(&args);
-    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let out_r = run_cpu(&db, &inputs, &tmp.path().join("run"));
     // Full resolution only: inside planned tiles the AOI job equals `run` bit for bit,
     // elsewhere it is nodata.
     let (got, want) = (

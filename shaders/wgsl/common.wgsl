@@ -46,3 +46,15 @@ fn finite_or_nodata(x: f32) -> f32 {
 fn rounded(x: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(x) | params.zero);
 }
+
+// x / y on every device. WGSL grants `x / y` its 2.5 ulp only for |y| in [2^-126, 2^126], and a
+// device that computes x · (1 / y) flushes 1 / y to zero beyond 2^126 (seen on NVIDIA's Vulkan
+// driver: (16035 − 1.17e38) / (16035 + 1.17e38) came back −0, not −1). Scaling both operands by
+// 1/4 there is exact and keeps the quotient; x · 1/4 only loses bits when x / y underflows anyway.
+fn quotient(x: f32, y: f32) -> f32 {
+    if abs(y) > bitcast<f32>(0x7e800000u) {
+        // rounded(): an opaque barrier, so no compiler folds the scaling away.
+        return rounded(x * 0.25) / rounded(y * 0.25);
+    }
+    return x / y;
+}

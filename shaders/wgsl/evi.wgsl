@@ -20,7 +20,7 @@ fn main(
     let blue = src[2u * params.n + i];
     let numerator = rounded(2.5 * (nir - red));
     let denominator = ((nir + rounded(6.0 * red)) - rounded(7.5 * blue)) + 1.0;
-    let r = numerator / denominator;
+    let r = quotient(numerator, denominator);
     let bad = is_nodata(nir) || is_nodata(red) || is_nodata(blue) || denominator == 0.0;
     dst[i] = select(finite_or_nodata(r), nodata(), bad);
 }

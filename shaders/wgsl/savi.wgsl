@@ -20,7 +20,7 @@ fn main(
     let l = params.f.x;
     let numerator = rounded((1.0 + l) * (nir - red));
     let denominator = (nir + red) + l;
-    let r = numerator / denominator;
+    let r = quotient(numerator, denominator);
     let bad = is_nodata(nir) || is_nodata(red) || denominator == 0.0;
     dst[i] = select(finite_or_nodata(r), nodata(), bad);
 }

@@ -60,7 +60,9 @@
 //! folder call exactly these, so compiled and reference results agree bit for bit.
 
 mod ast;
+mod codegen;
 mod compile;
+pub mod cuda;
 mod lexer;
 mod parser;
 mod print;

@@ -19,8 +19,8 @@
 
 use std::fmt::Write as _;
 
-use super::ast::{BinaryOp, Func, TypedExpr, TypedKind, TypedNode, UnaryOp};
-use super::semantics as sem;
+use super::ast::TypedExpr;
+use super::codegen::{generate, Dialect};
 
 /// The WGSL entry point of every generated shader.
 pub const ENTRY_POINT: &str = "main";
@@ -104,7 +104,7 @@ fn x_mul(a: f32, b: f32) -> f32 {
 }
 
 fn x_div(a: f32, b: f32) -> f32 {
-    return select(fin(a / b), nodata(), either(a, b) || b == 0.0);
+    return select(fin(quotient(a, b)), nodata(), either(a, b) || b == 0.0);
 }
 
 fn is_integer(b: f32) -> bool {
@@ -196,13 +196,7 @@ fn x_clamp(x: f32, lo: f32, hi: f32) -> f32 {
 /// Generates the compute shader for `expr`.
 pub fn to_wgsl(expr: &TypedExpr) -> WgslKernel {
     let bands = expr.bands_used();
-    let mut gen = Gen {
-        bands: &bands,
-        body: String::new(),
-        next: 0,
-        loaded: vec![None; expr.band_count],
-    };
-    let result = gen.node(&expr.root);
+    let gen = generate(expr, &bands, &Wgsl);
     let mut source = String::with_capacity(PRELUDE.len() + gen.body.len() + 512);
     let _ = writeln!(source, "// generated from: {expr}");
     source.push_str(COMMON);
@@ -219,22 +213,24 @@ pub fn to_wgsl(expr: &TypedExpr) -> WgslKernel {
              if i >= params.n {{\n        return;\n    }}\n"
     );
     source.push_str(&gen.body);
-    let _ = write!(source, "    dst[i] = {};\n}}\n", result.text());
+    let _ = write!(source, "    dst[i] = {};\n}}\n", gen.result);
     WgslKernel { source, bands }
 }
 
-/// A generated value: a folded constant or a named temporary.
-enum Value {
-    Const(f32),
-    Temp(usize),
-}
+/// The Wgsl spelling of the shared walk.
+struct Wgsl;
 
-impl Value {
-    fn text(&self) -> String {
-        match self {
-            Value::Const(v) => literal(*v),
-            Value::Temp(t) => format!("t{t}"),
-        }
+impl Dialect for Wgsl {
+    fn literal(&self, v: f32) -> String {
+        literal(v)
+    }
+
+    fn load(&self, packed: usize) -> String {
+        format!("src[{packed}u * params.n + i]")
+    }
+
+    fn bind(&self, t: usize, rhs: &str) -> String {
+        format!("    let t{t} = {rhs};")
     }
 }
 
@@ -244,142 +240,6 @@ fn literal(v: f32) -> String {
         "nodata()".to_string()
     } else {
         format!("bitcast<f32>({:#010x}u)", v.to_bits())
-    }
-}
-
-struct Gen<'b> {
-    bands: &'b [usize],
-    body: String,
-    next: usize,
-    /// The temporary holding each band slot once it is loaded.
-    loaded: Vec<Option<usize>>,
-}
-
-impl Gen<'_> {
-    fn temp(&mut self, rhs: &str) -> Value {
-        let t = self.next;
-        self.next += 1;
-        let _ = writeln!(self.body, "    let t{t} = {rhs};");
-        Value::Temp(t)
-    }
-
-    fn node(&mut self, node: &TypedNode) -> Value {
-        match &node.kind {
-            TypedKind::Num(v) => Value::Const(sem::load(*v)),
-            TypedKind::Band(b) => {
-                if let Some(t) = self.loaded.get(*b).copied().flatten() {
-                    return Value::Temp(t);
-                }
-                let Some(packed) = self.bands.iter().position(|s| s == b) else {
-                    // Unreachable for a bound expression; reads as nodata like the reference.
-                    return Value::Const(sem::NODATA);
-                };
-                let v = self.temp(&format!("fin(src[{packed}u * params.n + i])"));
-                if let (Value::Temp(t), Some(slot)) = (&v, self.loaded.get_mut(*b)) {
-                    *slot = Some(*t);
-                }
-                v
-            }
-            TypedKind::Unary { op, arg } => {
-                let a = self.node(arg);
-                if let Value::Const(x) = a {
-                    return Value::Const(sem::unary_fn(*op)(x));
-                }
-                let name = match op {
-                    UnaryOp::Neg => "x_neg",
-                    UnaryOp::Not => "x_not",
-                };
-                self.temp(&format!("{name}({})", a.text()))
-            }
-            TypedKind::Binary { op, lhs, rhs } => {
-                let a = self.node(lhs);
-                let b = self.node(rhs);
-                self.binary(*op, a, b)
-            }
-            TypedKind::Call { func, args } => {
-                let values: Vec<Value> = args.iter().map(|a| self.node(a)).collect();
-                self.call(*func, values)
-            }
-        }
-    }
-
-    fn binary(&mut self, op: BinaryOp, a: Value, b: Value) -> Value {
-        if let (Value::Const(x), Value::Const(y)) = (&a, &b) {
-            return Value::Const(sem::binary_fn(op)(*x, *y));
-        }
-        let name = match op {
-            BinaryOp::Add => "x_add",
-            BinaryOp::Sub => "x_sub",
-            BinaryOp::Mul => "x_mul",
-            BinaryOp::Div => "x_div",
-            BinaryOp::Pow => "x_pow",
-            BinaryOp::Lt => "x_lt",
-            BinaryOp::Le => "x_le",
-            BinaryOp::Gt => "x_gt",
-            BinaryOp::Ge => "x_ge",
-            BinaryOp::Eq => "x_eq",
-            BinaryOp::Ne => "x_ne",
-            BinaryOp::And => "x_and",
-            BinaryOp::Or => "x_or",
-        };
-        self.temp(&format!("{name}({}, {})", a.text(), b.text()))
-    }
-
-    fn call(&mut self, func: Func, values: Vec<Value>) -> Value {
-        let consts: Option<Vec<f32>> = values
-            .iter()
-            .map(|v| match v {
-                Value::Const(x) => Some(*x),
-                Value::Temp(_) => None,
-            })
-            .collect();
-        match func {
-            Func::Min | Func::Max => {
-                let (name, f): (&str, fn(f32, f32) -> f32) = if func == Func::Min {
-                    ("x_min", sem::min)
-                } else {
-                    ("x_max", sem::max)
-                };
-                let mut values = values.into_iter();
-                let Some(mut acc) = values.next() else {
-                    return Value::Const(sem::NODATA);
-                };
-                for v in values {
-                    acc = match (&acc, &v) {
-                        (Value::Const(x), Value::Const(y)) => Value::Const(f(*x, *y)),
-                        _ => self.temp(&format!("{name}({}, {})", acc.text(), v.text())),
-                    };
-                }
-                acc
-            }
-            _ => {
-                let arg = |k: usize| consts.as_ref().and_then(|c| c.get(k).copied());
-                if consts.is_some() {
-                    let x = |k| arg(k).unwrap_or(sem::NODATA);
-                    return Value::Const(match func {
-                        Func::Where => sem::select(x(0), x(1), x(2)),
-                        Func::Clamp => sem::clamp(x(0), x(1), x(2)),
-                        Func::Abs => sem::abs(x(0)),
-                        Func::Sqrt => sem::sqrt(x(0)),
-                        Func::Log => sem::log(x(0)),
-                        Func::Exp => sem::exp(x(0)),
-                        Func::Min | Func::Max => sem::NODATA,
-                    });
-                }
-                let name = match func {
-                    Func::Where => "x_where",
-                    Func::Clamp => "x_clamp",
-                    Func::Abs => "x_abs",
-                    Func::Sqrt => "x_sqrt",
-                    Func::Log => "x_log",
-                    Func::Exp => "x_exp",
-                    Func::Min => "x_min",
-                    Func::Max => "x_max",
-                };
-                let texts: Vec<String> = values.iter().map(Value::text).collect();
-                self.temp(&format!("{name}({})", texts.join(", ")))
-            }
-        }
     }
 }
 

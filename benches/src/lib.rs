@@ -2,6 +2,7 @@
 //! kernel throughput, end-to-end runs against peer tools, and the reports; plus shared inputs
 //! for the criterion micro-benchmarks.
 
+pub mod device;
 pub mod e2e;
 pub mod machine;
 pub mod report;

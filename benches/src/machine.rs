@@ -44,22 +44,25 @@ impl Machine {
 
     /// A file-name-safe slug: `cpu-amd-epyc-2c`.
     pub fn slug(&self) -> String {
-        let model: String = self
-            .cpu_model
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let model = model
-            .split('-')
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join("-");
-        format!("cpu-{model}-{}c", self.cores)
+        format!("cpu-{}-{}c", slug_of(&self.cpu_model), self.cores)
     }
 
     /// As JSON.
     pub fn to_json(&self) -> Value {
         json!({ "cpu_model": self.cpu_model, "cores": self.cores, "memory_bytes": self.memory_bytes })
     }
+}
+
+/// `text` as a file-name-safe slug: lowercase letters and digits joined by single dashes.
+pub fn slug_of(text: &str) -> String {
+    let words: String = text
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    words
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }

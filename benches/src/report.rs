@@ -20,6 +20,8 @@ pub struct Report {
     pub cases: Vec<Case>,
     /// `(pixels, seconds, peak bytes)` of our run on scenes of growing size.
     pub memory: Vec<(u64, f64, u64)>,
+    /// Kernels measured through compute backends (`--backend`), one report per backend.
+    pub devices: Vec<crate::device::DeviceReport>,
     pub notes: Vec<String>,
 }
 
@@ -44,6 +46,7 @@ impl Report {
                 "mpx_per_s": r.mpx_per_s, "bytes_per_s": r.bytes_per_s,
                 "share_of_copy_bandwidth": self.share_of_copy(r), "streaming": r.streaming,
             })).collect::<Vec<_>>(),
+            "backends": self.devices.iter().map(crate::device::DeviceReport::to_json).collect::<Vec<_>>(),
             "end_to_end": self.cases.iter().map(Case::to_json).collect::<Vec<_>>(),
             "memory": self.memory.iter().map(|(px, s, b)| json!({
                 "pixels": px, "seconds": s, "peak_rss_bytes": b,
@@ -89,6 +92,10 @@ impl Report {
                 r.bytes_per_s / 1e9,
                 100.0 * self.share_of_copy(r)
             );
+        }
+        for d in &self.devices {
+            let _ = writeln!(md);
+            md.push_str(&d.to_markdown());
         }
         let _ = writeln!(md, "\n## End to end: cloud-masked NDVI to a COG\n");
         let _ = writeln!(

@@ -2,14 +2,23 @@
 //! and end-to-end runs against numpy + GDAL, `gdal_calc.py` and the I/O floor, all in one run,
 //! written to `benches/results/` as JSON, Markdown and SVG.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use benches::e2e::{self, Inputs};
 use benches::machine::Machine;
 use benches::report::Report;
 use benches::throughput::{self, Kernel};
+
+#[cfg(feature = "gdal")]
+mod end_to_end;
+
+/// The end-to-end part of the bench: runs on scenes, so only in a build with GDAL.
+type EndToEnd = fn(&BenchArgs, &mut Report) -> Result<()>;
+#[cfg(feature = "gdal")]
+const END_TO_END: Option<EndToEnd> = Some(end_to_end::run);
+#[cfg(not(feature = "gdal"))]
+const END_TO_END: Option<EndToEnd> = None;
 
 /// Options of a bench run.
 #[derive(Debug, clap::Args)]
@@ -21,17 +30,64 @@ pub struct BenchArgs {
     #[arg(long, default_value = "benches/results")]
     out: PathBuf,
     /// Scratch folder for generated scenes and outputs.
+    #[cfg(feature = "gdal")]
     #[arg(long, default_value = "out/bench")]
     work: PathBuf,
     /// The folder of real rasters, for end-to-end cases on real band files.
+    #[cfg(feature = "gdal")]
     #[arg(long)]
     real: Option<PathBuf>,
     /// The peer scripts.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/peers"))]
     peers: PathBuf,
-    /// Skip the end-to-end comparisons (kernels only).
+    /// Skip the end-to-end comparisons (kernels only; always so in a build without GDAL).
     #[arg(long)]
     kernels_only: bool,
+    /// Also measure the element-wise kernels through these backends (`cpu`, `wgpu`, `cuda`),
+    /// host to host and, on CUDA, resident on the device, each against limits measured in the
+    /// same run. A backend that cannot start is reported as not run.
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<engine::backend::BackendKind>,
+}
+
+/// What the backend part of a run measured, and notes on what it could not.
+struct DeviceRows {
+    reports: Vec<benches::device::DeviceReport>,
+    notes: Vec<String>,
+}
+
+/// Measures the kernels through every backend `--backend` names.
+fn device_rows(args: &BenchArgs, batches: &[usize], min_time: Duration, reps: usize) -> DeviceRows {
+    let mut out = DeviceRows {
+        reports: Vec::new(),
+        notes: Vec::new(),
+    };
+    // Bigger batches than the CPU table: a device call is worth making only with many tiles.
+    let device_batches: Vec<usize> = batches.iter().copied().chain([64]).collect();
+    for &kind in &args.backend {
+        let backend = match engine::backend::select(kind) {
+            Ok((backend, _)) => backend,
+            Err(e) => {
+                eprintln!("NOT RUN: bench on {kind}: {e}");
+                out.notes.push(format!("{kind}: not run ({e})"));
+                continue;
+            }
+        };
+        eprintln!("bench: kernels through {}", backend.describe());
+        match benches::device::measure(&backend, &[256, 512, 1024], &device_batches, min_time, reps)
+        {
+            Ok(report) => out.reports.push(report),
+            Err(e) => {
+                eprintln!("FAILED: bench on {kind}: {e}");
+                out.notes.push(format!("{kind}: failed ({e})"));
+            }
+        }
+    }
+    if !out.reports.iter().any(|r| r.backend != "cpu") {
+        out.notes
+            .push("GPU rows appear only where measured on a GPU; this run had none.".into());
+    }
+    out
 }
 
 fn now_rfc3339() -> String {
@@ -41,27 +97,15 @@ fn now_rfc3339() -> String {
     engine::stac::rfc3339(secs)
 }
 
-fn s2_inputs(scene: &fixtures::GeneratedScene) -> Result<Inputs> {
-    let get = |r: &str| {
-        scene
-            .path(r)
-            .map(Path::to_path_buf)
-            .with_context(|| format!("synthetic scene has no {r} band"))
-    };
-    Ok(Inputs {
-        sensor: "s2",
-        red: get("red")?,
-        nir: get("nir")?,
-        qa: get("scl")?,
-        boa_add_offset: -1000.0,
-    })
-}
-
 /// Runs the bench and writes the reports; returns the Markdown path.
 pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     let started = Instant::now();
     let machine = Machine::detect();
     let mode = if args.quick { "quick" } else { "full" };
+    let end_to_end = END_TO_END.filter(|_| !args.kernels_only);
+    if END_TO_END.is_none() && !args.kernels_only {
+        eprintln!("bench: built without gdal, so kernels only (no end-to-end comparisons)");
+    }
     eprintln!("bench ({mode}) on {}", machine.describe());
     let (stream_len, stream_reps) = if args.quick {
         (1 << 24, 5)
@@ -128,6 +172,7 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         copy_bytes_per_s: bandwidth.copy_bytes_per_s.max(again.copy_bytes_per_s),
         triad_bytes_per_s: bandwidth.triad_bytes_per_s.max(again.triad_bytes_per_s),
     };
+    let devices = device_rows(args, batches, min_time, reps);
     let mut report = Report {
         machine,
         mode: mode.into(),
@@ -136,12 +181,10 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
         rows,
         cases: Vec::new(),
         memory: Vec::new(),
-        notes: numpy_notes
-            .into_iter()
-            .chain(["GPU rows appear only where measured on a GPU; this run had none.".into()])
-            .collect(),
+        devices: devices.reports,
+        notes: numpy_notes.into_iter().chain(devices.notes).collect(),
     };
-    if !args.kernels_only {
+    if let Some(end_to_end) = end_to_end {
         end_to_end(args, &mut report)?;
     }
     report.notes.push(format!(
@@ -150,7 +193,21 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     ));
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let stem = args.out.join(format!("{}-{mode}", report.machine.slug()));
+    // A run that measured a GPU is named after the card, so its results sit beside the CPU's.
+    let gpu = report
+        .devices
+        .iter()
+        .find(|d| d.backend == "cuda")
+        .map(|d| {
+            // "cuda (NVIDIA H200, compute 9.0, …)": the card's name.
+            let inner = d
+                .device
+                .split_once('(')
+                .map_or(d.device.as_str(), |(_, r)| r);
+            benches::machine::slug_of(inner.split(',').next().unwrap_or(inner))
+        });
+    let name = gpu.map_or_else(|| report.machine.slug(), |card| format!("gpu-{card}"));
+    let stem = args.out.join(format!("{name}-{mode}"));
     let md = stem.with_extension("md");
     std::fs::write(
         stem.with_extension("json"),
@@ -159,84 +216,4 @@ pub fn run(args: &BenchArgs) -> Result<PathBuf> {
     std::fs::write(&md, report.to_markdown())?;
     std::fs::write(stem.with_extension("svg"), report.to_svg())?;
     Ok(md)
-}
-
-fn end_to_end(args: &BenchArgs, report: &mut Report) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find this executable")?;
-    let side_px = if args.quick { 5490 } else { 10980 };
-    let work = &args.work;
-    eprintln!("generating a synthetic Sentinel-2 scene of {side_px}²");
-    let s2 = fixtures::generate(
-        &fixtures::SceneSpec::sentinel2(side_px, 2024),
-        &work.join(format!("s2-{side_px}")),
-    )?;
-    let inputs = s2_inputs(&s2)?;
-    eprintln!("end to end on the synthetic scene");
-    let case = e2e::run_case(
-        "synthetic Sentinel-2 L2A, uint16, SCL at 20 m",
-        &exe,
-        &args.peers,
-        &inputs,
-        &work.join(format!("e2e-{side_px}")),
-    )?;
-    let ours = case
-        .contenders
-        .first()
-        .map(|c| (c.seconds, c.peak_rss_bytes))
-        .unwrap_or_default();
-    report
-        .memory
-        .push(((side_px * side_px) as u64, ours.0, ours.1));
-    report.cases.push(case);
-
-    if let Some(real) = &args.real {
-        let c2 = real.join("LC08_L2SP_008059_20191201_20200825_02_T1");
-        let landsat = Inputs {
-            sensor: "landsat",
-            red: PathBuf::from(format!("{}_SR_B4.TIF", c2.display())),
-            nir: PathBuf::from(format!("{}_SR_B5.TIF", c2.display())),
-            qa: PathBuf::from(format!("{}_QA_PIXEL.TIF", c2.display())),
-            boa_add_offset: 0.0,
-        };
-        if landsat.red.is_file() {
-            eprintln!("end to end on the real Landsat C2 L2 bands");
-            report.cases.push(e2e::run_case(
-                "real Landsat 8 C2 L2 SR (512², QA_PIXEL)",
-                &exe,
-                &args.peers,
-                &landsat,
-                &work.join("e2e-landsat"),
-            )?);
-        }
-        let s2_real = Inputs {
-            sensor: "s2",
-            red: real.join("B04.tif"),
-            nir: real.join("B08.tif"),
-            qa: real.join("SCL.tif"),
-            boa_add_offset: 0.0,
-        };
-        if s2_real.red.is_file() {
-            eprintln!("end to end on the real Sentinel-2 bands");
-            report.cases.push(e2e::run_case(
-                "real Sentinel-2 L2A (1098², SCL at 200 m)",
-                &exe,
-                &args.peers,
-                &s2_real,
-                &work.join("e2e-s2-real"),
-            )?);
-        }
-    }
-
-    // Memory as the scene grows: four times the pixels.
-    let big_px = side_px * 2;
-    eprintln!("memory check on a {big_px}² scene");
-    let big = fixtures::generate(
-        &fixtures::SceneSpec::sentinel2(big_px, 2025),
-        &work.join(format!("s2-{big_px}")),
-    )?;
-    let (secs, rss) = e2e::ours_only(&exe, &s2_inputs(&big)?, work)?;
-    report.memory.push(((big_px * big_px) as u64, secs, rss));
-    // The big scene is only needed for this; free the disk.
-    let _ = std::fs::remove_dir_all(work.join(format!("s2-{big_px}")));
-    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::{report, run, RunArgs};
+use crate::run::{report, run, RunArgs};
 
 fn args(recipe: &str, inputs: Vec<String>, out: &Path, params: Vec<String>) -> RunArgs {
     RunArgs {

@@ -159,7 +159,7 @@ pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
     if args.max_attempts < 1 {
         bail!("--max-attempts must be at least 1");
     }
-    let inputs = crate::parse_inputs(&args.inputs)?
+    let inputs = crate::run::parse_inputs(&args.inputs)?
         .into_iter()
         .map(engine::job::absolute)
         .collect();
@@ -168,7 +168,7 @@ pub(crate) fn submit(args: &SubmitArgs) -> Result<()> {
     let request = JobRequest {
         recipe: args.recipe.clone(),
         expr: args.expr.clone(),
-        params: crate::parse_params(&args.params)?,
+        params: crate::run::parse_params(&args.params)?,
         out_dir,
         tile_px: args.tile_px,
         nodata: args.nodata,

@@ -53,6 +53,7 @@ fn peers_run_and_match_on_a_small_scene() {
         )],
         cases: vec![case],
         memory: vec![(360_000, 0.5, 50 << 20)],
+        devices: vec![],
         notes: vec![],
     };
     let md = report.to_markdown();

@@ -3,6 +3,7 @@
 
 pub mod aoi;
 pub mod backend;
+pub mod conformance;
 pub mod error;
 pub mod gpu;
 pub mod grid;

@@ -1,11 +1,15 @@
 //! The compute-backend seam: one set of element-wise kernels (scale, apply_mask, the indices and
 //! compiled expressions) behind [`Backend`], implemented by the CPU reference and, with the
-//! `wgpu` feature, by WGSL compute shaders; [`select`] picks one for a run.
+//! `wgpu` feature, by WGSL compute shaders and, with the `cuda` feature, by CUDA C kernels
+//! compiled with NVRTC; [`select`] picks one for a run.
 //!
 //! Every backend must give the CPU's results within the tolerance stated per kernel in
-//! `engine/tests/conformance.rs`, the one suite run against every backend.
+//! `engine::conformance`, the one suite run against every backend (`engine/tests/conformance.rs`,
+//! `constellation conformance`).
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda_backend;
 #[cfg(feature = "wgpu")]
 pub mod wgpu_backend;
 
@@ -18,6 +22,8 @@ use kernels::scale::Scaling;
 
 use crate::error::{EngineError, Result};
 
+#[cfg(feature = "cuda")]
+pub use cuda_backend::{CudaBackend, CudaOptions};
 #[cfg(feature = "wgpu")]
 pub use wgpu_backend::{WgpuBackend, WgpuOptions};
 
@@ -77,6 +83,9 @@ pub enum Backend {
     /// WGSL compute shaders through wgpu (Vulkan, Metal, DX12 or GL).
     #[cfg(feature = "wgpu")]
     Wgpu(Box<WgpuBackend>),
+    /// CUDA C kernels compiled by NVRTC, through the CUDA driver.
+    #[cfg(feature = "cuda")]
+    Cuda(Box<CudaBackend>),
 }
 
 /// Starts the backend `kind` asks for. Returns it with, for `auto`, the one-line reason why a
@@ -85,24 +94,43 @@ pub enum Backend {
 pub fn select(kind: BackendKind) -> Result<(Backend, Option<String>)> {
     match kind {
         BackendKind::Cpu => Ok((Backend::Cpu, None)),
-        BackendKind::Cuda => Err(EngineError::Backend(cuda_unavailable().to_string())),
+        BackendKind::Cuda => start_cuda().map(|b| (b, None)),
         BackendKind::Wgpu => start_wgpu(true).map(|b| (b, None)),
         BackendKind::Auto => {
-            let mut passed_over = vec![format!("cuda: {}", cuda_unavailable())];
+            let mut passed_over = Vec::new();
+            match start_cuda() {
+                Ok(b) => return Ok((b, None)),
+                Err(e) => passed_over.push(format!("cuda: {}", backend_reason(&e))),
+            }
             match start_wgpu(false) {
                 Ok(b) => return Ok((b, Some(format!("auto: {}", passed_over.join("; "))))),
                 Err(e) => passed_over.push(format!("wgpu: {}", backend_reason(&e))),
             }
             // With no GPU backend built in, CPU is not a fallback: nothing to report.
-            let reason = cfg!(feature = "wgpu")
+            let reason = cfg!(any(feature = "wgpu", feature = "cuda"))
                 .then(|| format!("auto: using cpu ({})", passed_over.join("; ")));
             Ok((Backend::Cpu, reason))
         }
     }
 }
 
-fn cuda_unavailable() -> &'static str {
-    "the cuda backend is not built into this binary"
+#[cfg(feature = "cuda")]
+fn start_cuda() -> Result<Backend> {
+    CudaBackend::new(&CudaOptions::default()).map(Backend::from)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn start_cuda() -> Result<Backend> {
+    Err(EngineError::Backend(
+        "the cuda backend is not built into this binary (build with --features cuda)".into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+impl From<CudaBackend> for Backend {
+    fn from(backend: CudaBackend) -> Self {
+        Backend::Cuda(Box::new(backend))
+    }
 }
 
 fn backend_reason(e: &EngineError) -> String {
@@ -191,6 +219,8 @@ impl Backend {
             Backend::Cpu => "cpu",
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(_) => "wgpu",
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => "cuda",
         }
     }
 
@@ -200,6 +230,8 @@ impl Backend {
             Backend::Cpu => format!("cpu ({} rayon threads)", rayon::current_num_threads()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => format!("wgpu ({})", w.adapter_summary()),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => format!("cuda ({})", c.device_summary()),
         }
     }
 
@@ -209,42 +241,63 @@ impl Backend {
             Backend::Cpu => cpu::scale_in_place(data, scaling),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.scale_in_place(data, scaling),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.scale_in_place(data, scaling),
         }
     }
 
     /// Writes nodata into `data` wherever `qa` is masked under `rule`.
     pub fn apply_mask(&self, data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<()> {
+        kernels::error::check_len("apply_mask", qa.len(), data.len())?;
         match self {
             Backend::Cpu => cpu::apply_mask(data, qa, rule),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.apply_mask(data, qa, rule),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.apply_mask(data, qa, rule),
         }
     }
 
     /// `out = (a − b) / (a + b)`.
     pub fn normalized_difference(&self, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+        check_lens("normalized_difference", out.len(), &[a, b])?;
         match self {
             Backend::Cpu => cpu::normalized_difference(a, b, out),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.normalized_difference(a, b, out),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.normalized_difference(a, b, out),
         }
     }
 
     /// `out = 2.5 (nir − red) / (nir + 6 red − 7.5 blue + 1)`.
     pub fn evi(&self, nir: &[f32], red: &[f32], blue: &[f32], out: &mut [f32]) -> Result<()> {
+        check_lens("evi", out.len(), &[nir, red, blue])?;
         match self {
             Backend::Cpu => cpu::evi(nir, red, blue, out),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.evi(nir, red, blue, out),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.evi(nir, red, blue, out),
         }
     }
 
     /// `out = (1 + l)(nir − red) / (nir + red + l)`.
     pub fn savi(&self, nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<()> {
+        if !(l.is_finite() && l >= 0.0) {
+            return Err(kernels::KernelError::InvalidParam {
+                name: "l",
+                reason: format!("must be a finite number ≥ 0, got {l}"),
+            }
+            .into());
+        }
+        check_lens("savi", out.len(), &[nir, red])?;
         match self {
             Backend::Cpu => cpu::savi(nir, red, l, out),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.savi(nir, red, l, out),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.savi(nir, red, l, out),
         }
     }
 
@@ -254,13 +307,24 @@ impl Backend {
             Backend::Cpu => cpu::expr(expr, inputs, out),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.expr(expr, inputs, out),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.expr(expr, inputs, out),
         }
     }
 }
 
+/// Checks that every input plane is as long as the output, as the CPU kernels do; done at the
+/// seam so that device backends receive only well-formed calls.
+fn check_lens(kernel: &'static str, out_len: usize, inputs: &[&[f32]]) -> Result<()> {
+    for input in inputs {
+        kernels::error::check_len(kernel, out_len, input.len())?;
+    }
+    Ok(())
+}
+
 /// Checks the inputs of an expression call, as the CPU program does.
 #[cfg_attr(
-    not(feature = "wgpu"),
+    not(any(feature = "wgpu", feature = "cuda")),
     allow(dead_code, reason = "only device backends call it")
 )]
 pub(crate) fn check_expr_inputs(
@@ -298,9 +362,11 @@ mod tests {
     }
 
     #[test]
-    fn cuda_is_an_error_with_a_reason() {
-        let err = select(BackendKind::Cuda).err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("cuda")));
+    fn cuda_starts_or_says_why() {
+        match select(BackendKind::Cuda) {
+            Ok((backend, _)) => assert_eq!(backend.name(), "cuda"),
+            Err(e) => assert!(e.to_string().contains("cuda"), "{e}"),
+        }
     }
 
     #[test]

@@ -356,7 +356,6 @@ impl WgpuBackend {
     }
 
     pub(super) fn apply_mask(&self, data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<()> {
-        kernels::error::check_len("apply_mask", qa.len(), data.len())?;
         let mut params = [0u32; PARAMS_WORDS];
         let kernel = match rule {
             MaskRule::LandsatQa { bits } => {
@@ -382,8 +381,6 @@ impl WgpuBackend {
         b: &[f32],
         out: &mut [f32],
     ) -> Result<()> {
-        kernels::error::check_len("normalized_difference", a.len(), b.len())?;
-        kernels::error::check_len("normalized_difference", a.len(), out.len())?;
         let params = [0u32; PARAMS_WORDS];
         self.run_builtin(
             Builtin::NormalizedDifference,
@@ -402,9 +399,6 @@ impl WgpuBackend {
         blue: &[f32],
         out: &mut [f32],
     ) -> Result<()> {
-        kernels::error::check_len("evi", nir.len(), red.len())?;
-        kernels::error::check_len("evi", nir.len(), blue.len())?;
-        kernels::error::check_len("evi", nir.len(), out.len())?;
         let params = [0u32; PARAMS_WORDS];
         self.run_builtin(
             Builtin::Evi,
@@ -417,15 +411,6 @@ impl WgpuBackend {
     }
 
     pub(super) fn savi(&self, nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<()> {
-        if !(l.is_finite() && l >= 0.0) {
-            return Err(kernels::KernelError::InvalidParam {
-                name: "l",
-                reason: format!("must be a finite number ≥ 0, got {l}"),
-            }
-            .into());
-        }
-        kernels::error::check_len("savi", nir.len(), red.len())?;
-        kernels::error::check_len("savi", nir.len(), out.len())?;
         let mut params = [0u32; PARAMS_WORDS];
         params[4] = l.to_bits();
         self.run_builtin(

@@ -185,7 +185,7 @@ pub fn measure(
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    let transfer = device_limits(backend, &mut report)?;
+    let limits = device_limits(backend, &mut report)?;
     for kernel in KERNELS {
         for &tile_px in tiles_px {
             for &batch in batches {
@@ -204,16 +204,13 @@ pub fn measure(
                     best = best.max(px as f64 * calls as f64 / start.elapsed().as_secs_f64());
                 }
                 let bytes = kernel.bytes_per_px() as f64;
-                let share_of_transfer = transfer.map(|(h2d, d2h)| {
-                    let bound_secs = (in_bytes_per_px(kernel) as f64 / h2d).max(4.0 / d2h);
+                let share_of_transfer = limits.map(|l| {
+                    let bound_secs = (in_bytes_per_px(kernel) as f64 / l.h2d_bytes_per_s)
+                        .max(4.0 / l.d2h_bytes_per_s);
                     bound_secs * best
                 });
                 let resident = resident_px_per_s(backend, kernel, &expr, px, reps)?;
-                let d2d = report
-                    .limits
-                    .iter()
-                    .find(|(k, _)| k == "device copy")
-                    .map(|(_, v)| *v);
+                let d2d = limits.map(|l| l.d2d_bytes_per_s);
                 let row = DeviceRow {
                     kernel: kernel.name().to_string(),
                     tile_px,
@@ -240,13 +237,24 @@ pub fn measure(
     Ok(report)
 }
 
-/// Measures the backend's limits into `report`; returns the page-locked (upload, download)
-/// rates where measured.
+/// A device's measured limits, in bytes per second.
+#[cfg_attr(
+    not(feature = "cuda"),
+    allow(dead_code, reason = "only the cuda backend measures its limits")
+)]
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Device-to-device copy, read plus written.
+    d2d_bytes_per_s: f64,
+    /// Page-locked host to device.
+    h2d_bytes_per_s: f64,
+    /// Device to page-locked host.
+    d2h_bytes_per_s: f64,
+}
+
+/// Measures the backend's limits into `report`, and returns them where the backend can say.
 #[cfg(feature = "cuda")]
-fn device_limits(
-    backend: &Backend,
-    report: &mut DeviceReport,
-) -> engine::Result<Option<(f64, f64)>> {
+fn device_limits(backend: &Backend, report: &mut DeviceReport) -> engine::Result<Option<Limits>> {
     let Backend::Cuda(cuda) = backend else {
         return Ok(None);
     };
@@ -262,14 +270,15 @@ fn device_limits(
         l.h2d_bytes_per_s / 1e9,
         l.d2h_bytes_per_s / 1e9
     );
-    Ok(Some((l.h2d_bytes_per_s, l.d2h_bytes_per_s)))
+    Ok(Some(Limits {
+        d2d_bytes_per_s: l.d2d_bytes_per_s,
+        h2d_bytes_per_s: l.h2d_bytes_per_s,
+        d2h_bytes_per_s: l.d2h_bytes_per_s,
+    }))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn device_limits(
-    _backend: &Backend,
-    _report: &mut DeviceReport,
-) -> engine::Result<Option<(f64, f64)>> {
+fn device_limits(_backend: &Backend, _report: &mut DeviceReport) -> engine::Result<Option<Limits>> {
     Ok(None)
 }
 

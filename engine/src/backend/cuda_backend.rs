@@ -799,11 +799,6 @@ fn compile(
         .map_err(|e| backend_error(&format!("load {what}"), e))
 }
 
-/// Whether a CUDA device can be started here, without panicking when libraries are missing.
-pub fn available() -> bool {
-    probe().is_ok() && CudaContext::device_count().is_ok_and(|n| n > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

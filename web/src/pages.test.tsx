@@ -5,7 +5,7 @@ import axe from 'axe-core';
 import { createRoot, type Root } from 'react-dom/client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { App } from './App';
-import { mockApi, type RecordedRequest } from './test/mockApi';
+import { CANCELLED_LOG_LINES, mockApi, type RecordedRequest } from './test/mockApi';
 import { applyTheme } from './theme';
 
 // MapLibre needs WebGL, which jsdom lacks; the map panes are stood in for by labelled regions.
@@ -113,6 +113,44 @@ describe('pages', () => {
     expect(document.body.textContent).toContain('tile 3 failed after 3 attempts');
     await expectNoAxeViolations();
   });
+
+  it('job detail of a cancelled job: failures a part at a time, cancelled tiles as a count, the log paged', async () => {
+    const id = '7d1f0c2e-0000-4000-8000-000000000003';
+    await renderAt(`#/jobs/${id}`);
+    await waitForText('60 failed tasks, showing the first 20');
+    const failed = () => [...document.querySelectorAll('.failed-tiles li')].map((li) => li.textContent);
+    expect(failed()).toHaveLength(20);
+    expect(failed()[0]).toBe('tile 40 (attempt 3/3, failed): tile 40: read error');
+    // The 156 cancelled tiles are one line, not 156 list items.
+    const cancelled = document.querySelector('[aria-label="cancelled tasks"]')!;
+    expect(cancelled.textContent).toBe('156 tiles and the finalize task cancelled: cancelled by request');
+    expect(document.body.textContent).not.toContain('tile 100 (');
+    const button = (name: string) =>
+      [...document.querySelectorAll('button')].find((b) => b.textContent === name) as HTMLButtonElement | undefined;
+    button('Show 40 more')!.click();
+    await vi.waitFor(() => expect(failed()).toHaveLength(60));
+    expect(button('Show 40 more')).toBeUndefined();
+    expect(document.body.textContent).toContain('60 failed tasks');
+    expect(document.body.textContent).not.toContain('showing the first');
+
+    // The log: 500 lines a page (501 asked for), read on with `after` = the last id shown.
+    const log_requests = () => requests.filter((r) => r.url.startsWith(`/v1/jobs/${id}/logs`)).map((r) => r.url);
+    await waitForText('lines 1–500');
+    const lines = () => document.querySelectorAll('[role="log"] li');
+    expect(lines()).toHaveLength(500);
+    expect(log_requests()).toEqual([`/v1/jobs/${id}/logs?limit=501`]);
+    await expectNoAxeViolations();
+    button('Load newer lines')!.click();
+    await waitForText('lines 1–1000');
+    expect(log_requests().at(-1)).toBe(`/v1/jobs/${id}/logs?after=1000&limit=501`);
+    button('Load newer lines')!.click();
+    await waitForText(`lines 1–${CANCELLED_LOG_LINES}; new lines appear as they are written`);
+    expect(log_requests().at(-1)).toBe(`/v1/jobs/${id}/logs?after=2000&limit=501`);
+    expect(lines()).toHaveLength(CANCELLED_LOG_LINES);
+    expect(lines()[CANCELLED_LOG_LINES - 1]!.textContent).toContain(`log line ${CANCELLED_LOG_LINES}`);
+    expect(button('Load newer lines')).toBeUndefined();
+    expect(button('Load older lines')).toBeUndefined();
+  }, 30_000);
 
   it('job detail of a succeeded job: output layer controls are accessible and the TileJSON is fetched', async () => {
     await renderAt('#/jobs/7d1f0c2e-0000-4000-8000-000000000001');

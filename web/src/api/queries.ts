@@ -1,7 +1,18 @@
 // TanStack Query keys and hooks for every API read; live events update these caches.
-import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { keepPreviousData, useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { api, type TileJsonQuery } from './client';
 import { filterToQuery, type JobFilter } from '../lib/filters';
+import {
+  chunkOf,
+  FIRST_LOG_PAGE,
+  LOG_MAX_PAGES,
+  type LogChunk,
+  type LogPageParam,
+  type LogPages,
+  LOG_PAGE_SIZE,
+  nextLogPage,
+  previousLogPage,
+} from '../lib/logPages';
 
 export const keys = {
   jobs: ['jobs'] as const,
@@ -29,7 +40,17 @@ export const useJob = (id: string) => useQuery({ queryKey: keys.job(id), queryFn
 
 export const useTasks = (id: string) => useQuery({ queryKey: keys.tasks(id), queryFn: () => api.tasks(id) });
 
-export const useLogs = (id: string) => useQuery({ queryKey: keys.logs(id), queryFn: () => api.logs(id, null) });
+/** The job's log as a window of pages (lib/logPages); live lines are appended by live/cache. */
+export const useLogPages = (id: string) =>
+  useInfiniteQuery<LogChunk, Error, LogPages, ReturnType<typeof keys.logs>, LogPageParam>({
+    queryKey: keys.logs(id),
+    queryFn: async ({ pageParam }) =>
+      chunkOf((await api.logs(id, pageParam.after || null, LOG_PAGE_SIZE + 1)).items, LOG_PAGE_SIZE),
+    initialPageParam: FIRST_LOG_PAGE,
+    getNextPageParam: nextLogPage,
+    getPreviousPageParam: previousLogPage,
+    maxPages: LOG_MAX_PAGES,
+  });
 
 export const useFootprints = (id: string) =>
   useQuery({ queryKey: keys.footprints(id), queryFn: () => api.footprints(id) });

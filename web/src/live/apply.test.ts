@@ -1,6 +1,7 @@
 // Tests for folding live events into cached jobs, footprints, logs and workers.
 import { describe, expect, it } from 'vitest';
-import type { FootprintCollection, LogList, Worker, WorkerList } from '../api/types';
+import type { FootprintCollection, Worker, WorkerList } from '../api/types';
+import { FIRST_LOG_PAGE, logLines, type LogPages } from '../lib/logPages';
 import { applyToFootprints, applyToJob, applyToLogs, applyToWorkers, MAX_SAMPLES_PER_GPU } from './apply';
 import { ev, footprints, JOB } from './fixtures';
 
@@ -73,19 +74,25 @@ describe('applyToFootprints', () => {
 });
 
 describe('applyToLogs', () => {
+  const window = (more: boolean): LogPages => ({ pages: [{ items: [], more }], pageParams: [FIRST_LOG_PAGE] });
+
   it('appends log events once, with server ids when given', () => {
-    const empty: LogList = { items: [] };
     const first = ev('log', { id: 41, level: 'warn', message: 'slow read', task_id: 7 });
-    let logs = applyToLogs(empty, 'job-1', first);
+    let logs = applyToLogs(window(false), 'job-1', first);
     logs = applyToLogs(logs, 'job-1', first);
     logs = applyToLogs(logs, 'job-1', ev('log', { level: 'info', message: 'no id', task_id: null }));
-    expect(logs.items.map((e) => [e.id > 0 ? e.id : 'live', e.level, e.message])).toEqual([
+    expect(logLines(logs).map((e) => [e.id > 0 ? e.id : 'live', e.level, e.message])).toEqual([
       [41, 'warn', 'slow read'],
       ['live', 'info', 'no id'],
     ]);
     expect(applyToLogs(logs, 'job-1', ev('log', { level: 'info', message: 'other', task_id: null }, 'job-2'))).toBe(
       logs,
     );
+  });
+
+  it('leaves the window alone while newer stored lines are still to be loaded', () => {
+    const logs = window(true);
+    expect(applyToLogs(logs, 'job-1', ev('log', { id: 9, level: 'info', message: 'later', task_id: null }))).toBe(logs);
   });
 });
 

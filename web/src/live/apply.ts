@@ -1,8 +1,8 @@
 // Pure reducers that fold one live event into cached API data (job, footprints, logs, workers).
-import type { FootprintCollection, GpuSample, Job, LogEntry, LogList, TaskState, WorkerList } from '../api/types';
+import type { FootprintCollection, GpuSample, Job, LogEntry, TaskState, WorkerList } from '../api/types';
+import { appendLiveLog, type LogPages } from '../lib/logPages';
 import type { LiveEvent } from './messages';
 
-export const MAX_LOG_ENTRIES = 2000;
 export const MAX_SAMPLES_PER_GPU = 120;
 
 /** The job after the event; the same object when the event does not concern it. */
@@ -77,20 +77,21 @@ export function applyToFootprints(
   }
 }
 
-/** Appends a `log` event to the job's log list (keeping the newest MAX_LOG_ENTRIES, no duplicates by id). */
-export function applyToLogs(list: LogList, job_id: string, event: LiveEvent): LogList {
-  if (event.job_id !== job_id || event.kind !== 'log') return list;
+/**
+ * Appends a `log` event to the job's log window (lib/logPages: only when the window reaches the end of the log,
+ * at most LOG_MAX_PAGES pages, no duplicates by id).
+ */
+export function applyToLogs(data: LogPages, job_id: string, event: LiveEvent): LogPages {
+  if (event.job_id !== job_id || event.kind !== 'log') return data;
   // Live entries without a server log id get a negative id from the event sequence, so they never collide.
-  const id = event.payload.id ?? -event.seq;
-  if (list.items.some((entry) => entry.id === id)) return list;
   const entry: LogEntry = {
-    id,
+    id: event.payload.id ?? -event.seq,
     ts: event.ts,
     level: event.payload.level,
     message: event.payload.message,
     task_id: event.payload.task_id,
   };
-  return { ...list, items: [...list.items, entry].slice(-MAX_LOG_ENTRIES) };
+  return appendLiveLog(data, entry);
 }
 
 function appendSamples(existing: GpuSample[], incoming: GpuSample[]): GpuSample[] {

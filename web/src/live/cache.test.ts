@@ -2,8 +2,9 @@
 import { QueryClient } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
 import { keys } from '../api/queries';
-import type { FootprintCollection, Job, JobPage, LogList } from '../api/types';
+import type { FootprintCollection, Job, JobPage } from '../api/types';
 import { EMPTY_FILTER } from '../lib/filters';
+import { FIRST_LOG_PAGE, logLines, type LogPages } from '../lib/logPages';
 import { ev, footprints, JOB } from './fixtures';
 import { applyEventToCache } from './cache';
 
@@ -13,7 +14,7 @@ function seeded() {
   client.setQueryData(keys.job('job-1'), JOB);
   client.setQueryData<JobPage>(keys.jobList(EMPTY_FILTER, null), { items: [JOB, other], next_cursor: null });
   client.setQueryData(keys.footprints('job-1'), footprints(['queued', 'queued', 'queued', 'queued']));
-  client.setQueryData<LogList>(keys.logs('job-1'), { items: [] });
+  client.setQueryData<LogPages>(keys.logs('job-1'), { pages: [{ items: [], more: false }], pageParams: [FIRST_LOG_PAGE] });
   return { client, other };
 }
 
@@ -36,7 +37,7 @@ describe('applyEventToCache', () => {
   it('appends logs to the job log cache', () => {
     const { client } = seeded();
     applyEventToCache(client, ev('log', { id: 3, level: 'error', message: 'tile 2 failed', task_id: 9 }));
-    expect(client.getQueryData<LogList>(keys.logs('job-1'))?.items.map((e) => e.message)).toEqual(['tile 2 failed']);
+    expect(logLines(client.getQueryData<LogPages>(keys.logs('job-1'))).map((e) => e.message)).toEqual(['tile 2 failed']);
   });
 
   it('sets the new state at once and lets the server re-filter lists on state changes', () => {

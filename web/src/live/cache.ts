@@ -1,7 +1,8 @@
 // Applies live events to the TanStack Query cache: incremental updates, invalidation only where data is missing.
 import type { QueryClient } from '@tanstack/react-query';
 import { keys } from '../api/queries';
-import type { FootprintCollection, Job, JobPage, LogList, WorkerList } from '../api/types';
+import type { FootprintCollection, Job, JobPage, WorkerList } from '../api/types';
+import type { LogPages } from '../lib/logPages';
 import { applyToFootprints, applyToJob, applyToLogs, applyToWorkers } from './apply';
 import type { LiveEvent } from './messages';
 
@@ -33,7 +34,7 @@ export function applyEventToCache(client: QueryClient, event: LiveEvent): void {
     client.setQueryData<FootprintCollection>(keys.footprints(job_id), (fc) =>
       fc ? applyToFootprints(fc, job_id, event) : fc,
     );
-    client.setQueryData<LogList>(keys.logs(job_id), (logs) => (logs ? applyToLogs(logs, job_id, event) : logs));
+    client.setQueryData<LogPages>(keys.logs(job_id), (logs) => (logs ? applyToLogs(logs, job_id, event) : logs));
     if (REFETCH_JOB_KINDS.has(event.kind) || JOB_STATE_KINDS.has(event.kind) || event.kind === 'finalize_queued') {
       void client.invalidateQueries({ queryKey: keys.tasks(job_id) });
     }

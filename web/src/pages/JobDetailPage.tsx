@@ -1,14 +1,16 @@
 // Job detail page: state, progress, errors, live footprint map with output overlay, failed tiles and logs.
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { lazy, Suspense, useState } from 'react';
+import { lazy, Suspense, useLayoutEffect, useRef, useState } from 'react';
 import { api } from '../api/client';
-import { keys, useFootprints, useJob, useLogs, useStac, useTasks, useTileJson } from '../api/queries';
+import { keys, useFootprints, useJob, useLogPages, useStac, useTasks, useTileJson } from '../api/queries';
 import type { Job, LogEntry, Task } from '../api/types';
 import { ErrorNotice } from '../components/ErrorNotice';
 import { ProgressBar } from '../components/ProgressBar';
 import { StateBadge } from '../components/StateBadge';
 import { formatTimestamp } from '../lib/format';
+import { followsLive, linesBefore, logLines } from '../lib/logPages';
 import { DEFAULT_OUTPUT_STYLE, stacBandRange, tileQuery, type OutputStyle } from '../lib/outputStyle';
+import { cancelledText, FAILURES_SHOWN, moreToShow, taskProblems } from '../lib/taskProblems';
 import { Legend } from '../map/Legend';
 import { Link, navigate } from '../router';
 import { OutputControls } from './OutputControls';
@@ -42,7 +44,6 @@ function JobDetail({ job }: { job: Job }) {
   const stac = useStac(job.id, succeeded && output_style.rescale === null);
   const [show_output, setShowOutput] = useState(true);
   const [opacity_pct, setOpacityPct] = useState(85);
-  const failed_tasks = (tasks.data?.items ?? []).filter((task) => task.error);
 
   return (
     <>
@@ -92,7 +93,7 @@ function JobDetail({ job }: { job: Job }) {
         <ErrorNotice error={footprints.error} heading="could not load tile footprints" />
         <ErrorNotice error={tilejson.error} heading="could not load the output layer" />
       </section>
-      <FailedTiles tasks={failed_tasks} />
+      <FailedTiles tasks={tasks.data?.items ?? []} />
       <LogList job_id={job.id} />
     </>
   );
@@ -188,39 +189,107 @@ function JobActions({ job }: { job: Job }) {
 }
 
 function FailedTiles({ tasks }: { tasks: Task[] }) {
-  if (tasks.length === 0) return null;
+  const [shown, setShown] = useState(FAILURES_SHOWN);
+  const { failures, cancelled } = taskProblems(tasks);
+  if (failures.length === 0 && cancelled.length === 0) return null;
+  const more = moreToShow(failures.length, shown);
   return (
     <section aria-labelledby="failed-heading">
       <h2 id="failed-heading">Failed tiles</h2>
-      <ul className="failed-tiles">
-        {tasks.map((task) => (
-          <li key={task.id}>
-            <strong>{task.kind === 'finalize' ? 'finalize' : `tile ${task.tile_index}`}</strong>{' '}
-            <span className="muted">
-              (attempt {task.attempt}/{task.max_attempts}, {task.state})
-            </span>
-            : <span className="error-text">{task.error}</span>
-          </li>
-        ))}
-      </ul>
+      {failures.length === 0 ? (
+        <p>No tile failed.</p>
+      ) : (
+        <>
+          <p className="muted">
+            {failures.length} failed {failures.length === 1 ? 'task' : 'tasks'}
+            {failures.length > shown ? `, showing the first ${shown}` : ''}
+          </p>
+          <ul className="failed-tiles">
+            {failures.slice(0, shown).map((task) => (
+              <li key={task.id}>
+                <strong>{task.kind === 'finalize' ? 'finalize' : `tile ${task.tile_index}`}</strong>{' '}
+                <span className="muted">
+                  (attempt {task.attempt}/{task.max_attempts}, {task.state === 'failed' ? 'failed' : 'will retry'})
+                </span>
+                : <span className="error-text">{task.error}</span>
+              </li>
+            ))}
+          </ul>
+          {more > 0 && (
+            <button type="button" onClick={() => setShown(shown + more)}>
+              Show {more} more
+            </button>
+          )}
+        </>
+      )}
+      {cancelled.length > 0 && (
+        <ul className="plain cancelled-tiles" aria-label="cancelled tasks">
+          {cancelled.map((entry) => (
+            <li key={entry.reason}>
+              {cancelledText(entry)}: <span className="muted">{entry.reason}</span>
+            </li>
+          ))}
+        </ul>
+      )}
     </section>
   );
 }
 
 function LogList({ job_id }: { job_id: string }) {
-  const logs = useLogs(job_id);
-  const items = logs.data?.items ?? [];
+  const logs = useLogPages(job_id);
+  const items = logLines(logs.data);
+  const before = logs.data ? linesBefore(logs.data) : 0;
+  const live = logs.data ? followsLive(logs.data) : false;
+  const box = useRef<HTMLDivElement>(null);
+  // Follow live lines while the view is scrolled to its end.
+  const at_end = useRef(true);
+  useLayoutEffect(() => {
+    const element = box.current;
+    if (element && at_end.current && live) element.scrollTop = element.scrollHeight;
+  }, [items.length, live]);
+  const busy = logs.isFetchingNextPage || logs.isFetchingPreviousPage;
   return (
     <section aria-labelledby="logs-heading">
       <h2 id="logs-heading">Log</h2>
       <ErrorNotice error={logs.error} heading="could not load the log" />
-      <div className="log" role="log" aria-label="job log" tabIndex={0}>
-        <ol>
+      {logs.hasPreviousPage && (
+        <div className="log-pager">
+          <span className="muted">{before} earlier lines not shown</span>
+          <button type="button" disabled={busy} onClick={() => void logs.fetchPreviousPage()}>
+            Load older lines
+          </button>
+        </div>
+      )}
+      <div
+        className="log"
+        role="log"
+        aria-label="job log"
+        tabIndex={0}
+        ref={box}
+        onScroll={(event) => {
+          const element = event.currentTarget;
+          at_end.current = element.scrollHeight - element.scrollTop - element.clientHeight < 8;
+        }}
+      >
+        <ol start={before + 1}>
           {items.map((entry) => (
             <LogLine key={entry.id} entry={entry} />
           ))}
           {logs.isSuccess && items.length === 0 && <li className="muted">No log entries yet.</li>}
         </ol>
+      </div>
+      <div className="log-pager">
+        {logs.isSuccess && (
+          <span className="muted">
+            {items.length > 0 ? `lines ${before + 1}–${before + items.length}` : ''}
+            {live ? `${items.length > 0 ? '; ' : ''}new lines appear as they are written` : ''}
+          </span>
+        )}
+        {logs.hasNextPage && (
+          <button type="button" disabled={busy} onClick={() => void logs.fetchNextPage()}>
+            Load newer lines
+          </button>
+        )}
       </div>
     </section>
   );

@@ -1,5 +1,5 @@
 // A fetch stand-in serving fixed /v1 responses for page tests; records requests for assertions.
-import type { Job, Problem, Worker } from '../api/types';
+import type { Job, LogEntry, Problem, Task, Worker } from '../api/types';
 import { footprints, JOB } from '../live/fixtures';
 
 export interface RecordedRequest {
@@ -24,6 +24,46 @@ const SUCCEEDED_JOB: Job = {
   tiles_succeeded: 4,
   outputs: { cog: '/out/a_ndvi.tif', stac: '/out/a_ndvi.json' },
 };
+
+/** Cancelled part-way: 40 tiles done, 60 failed, 156 + the finalize task cancelled; a log of 1203 lines. */
+export const CANCELLED_JOB: Job = {
+  ...JOB,
+  id: '7d1f0c2e-0000-4000-8000-000000000003',
+  state: 'cancelled',
+  tiles_total: 256,
+  tiles_succeeded: 40,
+  tiles_failed: 60,
+  error: 'cancelled by request',
+};
+
+const CANCELLED_TASKS: Task[] = Array.from({ length: 257 }, (_, i) => {
+  const tile = i < 256;
+  const state = !tile || i >= 100 ? 'cancelled' : i < 40 ? 'succeeded' : 'failed';
+  return {
+    id: 1000 + i,
+    kind: tile ? 'tile' : 'finalize',
+    tile_index: tile ? i : null,
+    state,
+    attempt: state === 'failed' ? 3 : 1,
+    max_attempts: 3,
+    worker_id: null,
+    error: state === 'failed' ? `tile ${i}: read error` : state === 'cancelled' ? 'cancelled by request' : null,
+  };
+});
+
+/** Log ids 2, 4, 6, … (ids are global, so not dense per job). */
+export const CANCELLED_LOG_LINES = 1203;
+function cancelledLog(after: number, limit: number): LogEntry[] {
+  const first = Math.floor(after / 2) + 1;
+  const last = Math.min(CANCELLED_LOG_LINES, first + limit - 1);
+  return Array.from({ length: Math.max(0, last - first + 1) }, (_, i) => ({
+    id: (first + i) * 2,
+    ts: '2026-01-01T00:00:00Z',
+    level: 'info',
+    message: `log line ${first + i}`,
+    task_id: null,
+  }));
+}
 
 const WORKER: Worker = {
   id: '5a5a5a5a-0000-4000-8000-000000000009',
@@ -84,11 +124,13 @@ export function mockApi(requests: RecordedRequest[] = []) {
     if (path === '/v1/workers') return json({ items: [WORKER] });
     const match = /^\/v1\/jobs\/([^/]+)(\/[a-z]+)?$/.exec(path);
     if (match) {
-      const job = [FAILED_JOB, SUCCEEDED_JOB].find((j) => j.id === match[1]) ?? FAILED_JOB;
+      const job = [FAILED_JOB, SUCCEEDED_JOB, CANCELLED_JOB].find((j) => j.id === match[1]) ?? FAILED_JOB;
+      const cancelled = job === CANCELLED_JOB;
       switch (match[2]) {
         case undefined:
           return json(job);
         case '/tasks':
+          if (cancelled) return json({ items: CANCELLED_TASKS });
           return json({
             items: [
               {
@@ -104,6 +146,10 @@ export function mockApi(requests: RecordedRequest[] = []) {
             ],
           });
         case '/logs':
+          if (cancelled) {
+            const after = Number(url.searchParams.get('after') ?? 0);
+            return json({ items: cancelledLog(after, Number(url.searchParams.get('limit') ?? 200)) });
+          }
           return json({
             items: [
               { id: 1, ts: '2026-01-01T00:00:01Z', level: 'info', message: 'job started', task_id: null },

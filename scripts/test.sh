@@ -22,3 +22,4 @@ cargo test --workspace --all-features --locked
 CONSTELLATION_BIN=target/debug/constellation ./scripts/e2e.sh
 # The live API against its committed OpenAPI document (schemathesis): no 5xx, nothing undocumented.
 CONSTELLATION_BIN=target/debug/constellation ./scripts/api-check.sh
+./scripts/deploy-check.sh  # deploy/ offline: manifests vs the Kubernetes and KEDA schemas, compose, Dockerfiles, dashboards

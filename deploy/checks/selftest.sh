@@ -27,7 +27,7 @@ PY
 }
 run "k8s typo in field"        deploy/k8s/api.yaml "readinessProbe:" "readinesProbe:"
 run "k8s wrong type"           deploy/k8s/api.yaml "replicas: 2" "replicas: two"
-run "k8s bad yaml"             deploy/k8s/worker.yaml "  replicas: 1" " replicas: 1\n  x: [\n"
+run "k8s bad yaml"             deploy/k8s/worker.yaml "  revisionHistoryLimit: 5" " revisionHistoryLimit: 5\n  x: [\n"
 run "service selector"         deploy/k8s/api.yaml "  selector:
     app.kubernetes.io/name: constellation-api" "  selector:
     app.kubernetes.io/name: constellation-apx"

@@ -106,6 +106,21 @@ describe('pages', () => {
     await vi.waitFor(() => expect(window.location.hash).toBe('#/jobs?state=failed&q=alps&cursor=c2'));
   });
 
+  it('jobs list: the filter form folds behind a button naming how many filters are active', async () => {
+    await renderAt('#/jobs?state=failed&q=alps');
+    await waitForText('3 / 4 tiles');
+    const toggle = [...document.querySelectorAll('button')].find((b) => b.textContent?.startsWith('Filters'))!;
+    const form = document.querySelector('form[aria-label="job filters"]')!;
+    expect(toggle.textContent).toBe('Filters (2 active)');
+    expect(toggle.getAttribute('aria-controls')).toBe(form.id);
+    expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    expect(form.classList.contains('filters-folded')).toBe(true);
+    toggle.click();
+    await vi.waitFor(() => expect(toggle.getAttribute('aria-expanded')).toBe('true'));
+    expect(form.classList.contains('filters-folded')).toBe(false);
+    await expectNoAxeViolations();
+  });
+
   it('job detail: accessible, shows the job error, the failing tile and the log', async () => {
     await renderAt('#/jobs/7d1f0c2e-0000-4000-8000-000000000002');
     await waitForText('read error: short read');

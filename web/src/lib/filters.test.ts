@@ -1,6 +1,7 @@
 // Tests for jobs-list filters: URL round trips, validation of bad input, and the bulk-request body.
 import { describe, expect, it } from 'vitest';
 import {
+  activeFilterCount,
   EMPTY_FILTER,
   filterToBody,
   filterToQuery,
@@ -20,6 +21,12 @@ const full: JobFilter = {
 };
 
 describe('filters', () => {
+  it('counts the fields that narrow the list', () => {
+    expect(activeFilterCount(EMPTY_FILTER)).toBe(0);
+    expect(activeFilterCount({ ...EMPTY_FILTER, state: ['failed', 'cancelled'] })).toBe(1);
+    expect(activeFilterCount(full)).toBe(6);
+  });
+
   it('round-trips every field through the query string', () => {
     const text = filterToQuery(full).toString();
     expect(parseFilter(new URLSearchParams(text))).toEqual(full);

@@ -69,6 +69,11 @@ export interface JobFilterParams {
   bbox?: string;
 }
 
+/** How many of the filter's fields narrow the list (the phone's collapsed filter button shows it). */
+export function activeFilterCount(filter: JobFilter): number {
+  return Object.keys(filterToParams(filter)).length;
+}
+
 export function filterToParams(filter: JobFilter): JobFilterParams {
   const params: JobFilterParams = {};
   if (filter.state.length > 0) params.state = filter.state.join(',');

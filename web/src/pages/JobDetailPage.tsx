@@ -280,8 +280,8 @@ function LogList({ job_id }: { job_id: string }) {
       </div>
       <div className="log-pager">
         {logs.isSuccess && (
-          <span className="muted">
-            {items.length > 0 ? `lines ${before + 1}–${before + items.length}` : ''}
+          <span className="muted log-status">
+            {linesText(before, items.length)}
             {live ? `${items.length > 0 ? '; ' : ''}new lines appear as they are written` : ''}
           </span>
         )}
@@ -293,6 +293,12 @@ function LogList({ job_id }: { job_id: string }) {
       </div>
     </section>
   );
+}
+
+/** "line 1", "lines 501–2500", or '' with no lines. */
+function linesText(before: number, count: number): string {
+  if (count === 0) return '';
+  return count === 1 ? `line ${before + 1}` : `lines ${before + 1}–${before + count}`;
 }
 
 function LogLine({ entry }: { entry: LogEntry }) {

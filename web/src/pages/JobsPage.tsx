@@ -125,7 +125,7 @@ function JobResults({ filter, cursor }: { filter: JobFilter; cursor: string | nu
       <ErrorNotice error={bulk.error} heading="bulk action failed" />
       <ErrorNotice error={list.error} heading="could not load jobs" />
       <div className="table-scroll" tabIndex={0} role="region" aria-label="jobs table">
-        <table>
+        <table className="jobs-table">
           <thead>
             <tr>
               <th scope="col">

@@ -15,7 +15,7 @@ export function WorkersPage() {
       <h1>Workers &amp; GPUs</h1>
       <ErrorNotice error={workers.error} heading="could not load workers" />
       <div className="table-scroll" tabIndex={0} role="region" aria-label="workers table">
-        <table>
+        <table className="workers-table">
           <thead>
             <tr>
               <th scope="col">Host</th>
@@ -32,10 +32,10 @@ export function WorkersPage() {
                   {worker.host}
                   <div className="muted mono">{worker.id.slice(0, 8)}</div>
                 </td>
-                <td>{worker.backend}</td>
-                <td>{worker.state}</td>
-                <td>{formatAge(ageSecs(worker.heartbeat_at, now_ms))} ago</td>
-                <td>{gpusOf(worker).length}</td>
+                <td data-label="Backend">{worker.backend}</td>
+                <td data-label="State">{worker.state}</td>
+                <td data-label="Heartbeat">{formatAge(ageSecs(worker.heartbeat_at, now_ms))} ago</td>
+                <td data-label="GPUs">{gpusOf(worker).length}</td>
               </tr>
             ))}
             {workers.isSuccess && items.length === 0 && (

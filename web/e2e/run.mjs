@@ -12,7 +12,7 @@
 // /usr/bin/chromium), E2E_PROFILE_DIR (a fresh Chromium user-data dir), E2E_WORKER_LOG (file the workers'
 // output is appended to; default: discarded), E2E_WORKER_PIDS (file each worker's pid is appended to, so the
 // caller can kill leftovers).
-/* global process, Buffer, console, URL, fetch, setTimeout, clearTimeout, createImageBitmap, OffscreenCanvas */
+/* global process, Buffer, console, URL, fetch, setTimeout, clearTimeout, createImageBitmap, OffscreenCanvas, window, document, getComputedStyle */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
@@ -163,13 +163,17 @@ const context = await chromium.launchPersistentContext(profile, {
     '--disable-sync',
   ],
 });
-const page = context.pages()[0] ?? (await context.newPage());
+// The page every step and helper drives; the phone steps (f-*) point it at a phone-sized page.
+let page = context.pages()[0] ?? (await context.newPage());
 page.setDefaultTimeout(UI_TIMEOUT_MS);
 const browser_errors = [];
-page.on('pageerror', (error) => browser_errors.push(`pageerror: ${error.message}`));
-page.on('console', (message) => {
-  if (message.type() === 'error') browser_errors.push(`console: ${message.text()}`);
-});
+function collectErrors(target) {
+  target.on('pageerror', (error) => browser_errors.push(`pageerror: ${error.message}`));
+  target.on('console', (message) => {
+    if (message.type() === 'error') browser_errors.push(`console: ${message.text()}`);
+  });
+}
+collectErrors(page);
 // Every output-tile response, to tell "no layer" from "the tile endpoint failed".
 const tile_responses = [];
 page.on('response', (response) => {
@@ -587,6 +591,234 @@ await step('e-url-filters', ['cancelled_id'], async (note) => {
   assert.ok(new URL(page.url()).hash.includes('state=cancelled'));
   note('after reload: only "cancelled" checked, recipe filled, one row = the cancelled job');
 });
+
+// --- f. a phone-sized screen: every page fits, navigation by touch, the map shown, controls reachable ---------
+// A second browser (the persistent profile above cannot also emulate a phone): 390×844 CSS px at 2×, touch.
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+const phone_browser = await chromium.launch({
+  executablePath: EXECUTABLE,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
+});
+const desktop_page = page;
+page = await (await phone_browser.newContext(PHONE)).newPage();
+page.setDefaultTimeout(UI_TIMEOUT_MS);
+collectErrors(page);
+
+/**
+ * The page's horizontal fit: the document scrolls no wider than the viewport, and no visible element sticks
+ * out of it, except inside a container that scrolls or clips (those are checked by name where they matter).
+ */
+async function phoneFit() {
+  return page.evaluate(() => {
+    const width = window.innerWidth;
+    const clipped = (element) => {
+      for (let e = element.parentElement; e && e !== document.body; e = e.parentElement) {
+        if (getComputedStyle(e).overflowX !== 'visible') return true;
+      }
+      return false;
+    };
+    const name = (e) =>
+      `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}${e.className && typeof e.className === 'string' ? `.${e.className.trim().split(/\s+/).join('.')}` : ''}`;
+    const out = [];
+    for (const element of document.querySelectorAll('header *, main *')) {
+      const r = element.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0 || element.closest('.visually-hidden') || clipped(element)) continue;
+      if (r.left < -0.5 || r.right > width + 0.5) out.push(`${name(element)} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
+    }
+    return { width, scroll_width: document.scrollingElement.scrollWidth, out };
+  });
+}
+
+/** Asserts the page fits the phone's width (see phoneFit); notes the page height. */
+async function assertPhoneFit(note, what) {
+  const fit = await phoneFit();
+  assert.equal(fit.width, PHONE.viewport.width, 'viewport width');
+  assert.ok(fit.scroll_width <= fit.width, `${what}: the page scrolls sideways (${fit.scroll_width} px wide on a ${fit.width} px screen)`);
+  assert.deepEqual(fit.out.slice(0, 8), [], `${what}: elements outside the ${fit.width} px screen`);
+  const height = await page.evaluate(() => document.scrollingElement.scrollHeight);
+  note(`${what}: ${fit.scroll_width} px wide, ${height} px tall`);
+}
+
+/**
+ * Asserts each locator is visible, wholly inside the screen's width, and at least `min_px` square: 24 for
+ * controls (WCAG 2.2 target size), 1 for text that only has to be on screen.
+ */
+async function assertReachable(what, locators, min_px = 24) {
+  for (const [label, locator] of Object.entries(locators)) {
+    await locator.waitFor({ state: 'visible' }).catch(() => {
+      throw new Error(`${what}: "${label}" is not visible`);
+    });
+    const box = await locator.boundingBox();
+    assert.ok(box, `${what}: "${label}" has no box`);
+    assert.ok(box.x >= 0 && box.x + box.width <= PHONE.viewport.width + 0.5, `${what}: "${label}" spans x ${box.x}–${box.x + box.width}, outside the ${PHONE.viewport.width} px screen`);
+    assert.ok(box.width >= min_px && box.height >= min_px, `${what}: "${label}" is ${box.width}×${box.height} px, under ${min_px}×${min_px}`);
+  }
+}
+
+/** Nav links: reachable; tapping one shows its page and marks the link current. */
+async function tapNav(label, heading) {
+  const nav = page.getByRole('navigation', { name: 'main' });
+  const link = nav.getByRole('link', { name: label });
+  await assertReachable('navigation', { [label]: link });
+  await link.tap();
+  await h1().filter({ hasText: heading }).waitFor();
+  assert.equal(await link.getAttribute('aria-current'), 'page', `"${label}" is not marked as the current page after a tap`);
+}
+
+/** A map pane: a MapLibre canvas with a real size, inside the screen's width and on the page's first screens. */
+async function assertMap(what, region) {
+  const canvas = page.getByRole('region', { name: region }).locator('canvas.maplibregl-canvas');
+  await canvas.waitFor({ state: 'visible' });
+  const box = await canvas.boundingBox();
+  assert.ok(box && box.width >= 300 && box.height >= 200, `${what}: map canvas ${box ? `${box.width}×${box.height}` : 'has no box'}, want at least 300×200 px`);
+  assert.ok(box.x >= 0 && box.x + box.width <= PHONE.viewport.width + 0.5, `${what}: map spans x ${box.x}–${box.x + box.width}`);
+  return `${Math.round(box.width)}×${Math.round(box.height)} px map`;
+}
+
+await step('f-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
+  await page.goto(`${BASE}/#/jobs`);
+  await h1().filter({ hasText: /^Jobs$/ }).waitFor();
+  const table = page.getByRole('region', { name: 'jobs table' });
+  const rows = table.locator('tbody tr');
+  await until('both jobs listed', async () => {
+    await noErrorNotice();
+    return (await table.getByRole('link').count()) === 2;
+  });
+  await assertPhoneFit(note, 'jobs');
+  await assertReachable('jobs', {
+    'Jobs link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Jobs' }),
+    'Submit link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Submit' }),
+    'Workers link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Workers & GPUs' }),
+    Filters: page.getByRole('button', { name: /^Filters/ }),
+    'Apply to all matching filter': page.getByRole('button', { name: 'Apply to all matching filter' }),
+    'Next page': page.getByRole('button', { name: 'Next page' }),
+  });
+  // The table needs no sideways scrolling: every row's link, state, progress and time are on screen.
+  const table_fit = await table.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+  assert.ok(table_fit.scroll <= table_fit.client, `the jobs table scrolls sideways (${table_fit.scroll} px in ${table_fit.client} px)`);
+  for (let i = 0; i < (await rows.count()); i += 1) {
+    const row = rows.nth(i);
+    await assertReachable(`jobs row ${i + 1}`, { link: row.getByRole('link'), checkbox: row.getByRole('checkbox') });
+    await assertReachable(
+      `jobs row ${i + 1}`,
+      { state: row.locator('.badge'), progress: row.getByRole('progressbar'), created: row.locator('time') },
+      1,
+    );
+  }
+  // The filter form starts folded, so the first job is on the first screen; the button unfolds it.
+  const first_row = await rows.first().boundingBox();
+  assert.ok(first_row && first_row.y + first_row.height <= PHONE.viewport.height, `the first job row ends at y ${first_row?.y + first_row?.height}, below the ${PHONE.viewport.height} px screen`);
+  const toggle = page.getByRole('button', { name: /^Filters/ });
+  const form = page.getByRole('form', { name: 'job filters' });
+  assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+  assert.equal(await form.isVisible(), false, 'the filter form is shown before the Filters button was tapped');
+  await toggle.tap();
+  await form.waitFor({ state: 'visible' });
+  assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+  await assertReachable('filters', {
+    'Apply filters': form.getByRole('button', { name: 'Apply filters' }),
+    Reset: form.getByRole('button', { name: 'Reset' }),
+    Recipe: form.getByRole('combobox', { name: 'Recipe' }),
+  });
+  await assertPhoneFit(note, 'jobs with the filters unfolded');
+  await screenshot('f-phone-jobs-filters');
+  await toggle.tap();
+  await form.waitFor({ state: 'hidden' });
+  note(`${await rows.count()} rows, no sideways scrolling, the first at y ${Math.round(first_row.y)}`);
+});
+
+await step('f-phone-job-detail', ['cancelled_id', 'succeeded'], async (note) => {
+  // Open the cancelled job from the list by touch.
+  const link = page
+    .getByRole('region', { name: 'jobs table' })
+    .locator('tbody tr')
+    .filter({ has: page.locator('.badge', { hasText: 'cancelled' }) })
+    .getByRole('link');
+  await link.tap();
+  await h1().filter({ hasText: `Job ${state.cancelled_id.slice(0, 8)}` }).waitFor();
+  const map = await assertMap('cancelled job', 'tile footprints map');
+  const actions = page.getByRole('group', { name: 'job actions' });
+  await assertReachable('job actions', {
+    Cancel: actions.getByRole('button', { name: 'Cancel' }),
+    Retry: actions.getByRole('button', { name: 'Retry' }),
+    Delete: actions.getByRole('button', { name: 'Delete' }),
+  });
+  // The cancelled tiles are summed up in one line.
+  const cancelled = page.getByRole('list', { name: 'cancelled tasks' });
+  await cancelled.waitFor();
+  const summary = ((await cancelled.textContent()) ?? '').trim();
+  assert.match(summary, /^\d+ tiles and the finalize task cancelled: cancelled by request$/, 'cancelled summary');
+  const log = page.getByRole('log', { name: 'job log' });
+  await until('log lines', async () => (await log.locator('li').count()) > 0);
+  const log_fit = await log.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+  assert.ok(log_fit.scroll <= log_fit.client, `the log scrolls sideways (${log_fit.scroll} px in ${log_fit.client} px)`);
+  await assertPhoneFit(note, 'cancelled job');
+  note(`${map}; "${summary}"`);
+  await screenshot('f-phone-job-cancelled');
+
+  // The succeeded job: map with the output layer and its controls.
+  await page.goto(`${BASE}/#/jobs/${state.job_id}`);
+  await h1().filter({ hasText: `Job ${state.job_id.slice(0, 8)}` }).waitFor();
+  const map2 = await assertMap('succeeded job', 'tile footprints map');
+  const output = page.getByRole('group', { name: 'Output layer' });
+  await output.waitFor();
+  await assertReachable('output layer', {
+    'Show output': output.getByRole('checkbox', { name: 'Show output' }).locator('xpath=..'),
+    Colormap: output.getByRole('combobox', { name: 'Colormap' }),
+  });
+  await page.getByRole('group', { name: 'map legend' }).getByText(/^output \(/).waitFor();
+  // The log, read through the paged endpoint, reaches the end: the last line is the assembly, and the view follows live.
+  const log2 = page.getByRole('log', { name: 'job log' });
+  await until('the assembly line in the log', async () => /assembled .* from \d+ tile/.test((await log2.textContent()) ?? ''));
+  const log_status = ((await page.locator('.log-status').textContent()) ?? '').trim();
+  assert.match(log_status, /^lines? 1(–\d+)?; new lines appear as they are written$/, 'log status line');
+  assert.equal(await page.getByRole('button', { name: 'Load newer lines' }).count(), 0, 'a short log offers newer lines');
+  const log2_fit = await log2.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+  assert.ok(log2_fit.scroll <= log2_fit.client, `the log scrolls sideways (${log2_fit.scroll} px in ${log2_fit.client} px)`);
+  await assertPhoneFit(note, 'succeeded job');
+  note(`${map2}; log "${log_status}"`);
+});
+
+await step('f-phone-submit', [], async (note) => {
+  await tapNav('Submit', 'Submit a job');
+  const recipe = page.getByRole('combobox', { name: 'Recipe' });
+  await until(`recipe ${RECIPE} in the list`, async () => (await recipe.locator(`option[value="${RECIPE}"]`).count()) === 1);
+  await recipe.selectOption(RECIPE);
+  const rows = page.getByRole('group', { name: /^input \d+$/ });
+  await until('one input row per recipe role', async () => (await rows.count()) === 3);
+  await assertReachable('submit', {
+    Recipe: recipe,
+    'first path': rows.first().getByRole('textbox', { name: 'Path' }),
+    'Submit job': page.getByRole('button', { name: 'Submit job' }),
+  });
+  const aoi = page.getByRole('region', { name: /area of interest/i });
+  if ((await aoi.count()) > 0 && (await aoi.locator('canvas.maplibregl-canvas').count()) > 0) {
+    note(await assertMap('submit', /area of interest/i));
+  }
+  await assertPhoneFit(note, 'submit');
+});
+
+await step('f-phone-workers', [], async (note) => {
+  await tapNav('Workers & GPUs', /Workers/);
+  await until('the workers list to load', async () => {
+    await noErrorNotice();
+    return (await page.locator('main [aria-busy="true"]').count()) === 0 && (await page.locator('main').textContent())?.includes('Workers');
+  });
+  await assertPhoneFit(note, 'workers');
+  const table = page.getByRole('region', { name: 'workers table' });
+  if ((await table.count()) > 0) {
+    const fit = await table.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+    assert.ok(fit.scroll <= fit.client, `the workers table scrolls sideways (${fit.scroll} px in ${fit.client} px)`);
+    note(`workers table ${await table.locator('tbody tr').count()} row(s), no sideways scrolling`);
+  }
+  await screenshot('f-phone-workers-list');
+  // And back to the jobs list by touch.
+  await tapNav('Jobs', /^Jobs$/);
+});
+
+await phone_browser.close();
+page = desktop_page;
 
 await context.close();
 if (!process.env.E2E_PROFILE_DIR) rmSync(profile, { recursive: true, force: true });

@@ -3,7 +3,9 @@
 # worker) on a fresh database with synthetic scenes, and drives Debian's Chromium through web/e2e/run.mjs
 # (playwright-core). run.mjs starts and stops `constellation worker` processes itself when a step wants tiles
 # computed, so no step races the worker.
-# Screenshots go to web/e2e/artifacts/. Needs PostgreSQL + PostGIS (E2E_PG, default below); no internet.
+# It also writes a long job log straight into the database with psql (the log-paging step) and runs the pages
+# again at a phone's size (390×844, touch). Screenshots go to web/e2e/artifacts/. Needs PostgreSQL + PostGIS
+# (E2E_PG, default below) and psql; no internet.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

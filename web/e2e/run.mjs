@@ -14,7 +14,7 @@
 // caller can kill leftovers).
 /* global process, Buffer, console, URL, fetch, setTimeout, clearTimeout, createImageBitmap, OffscreenCanvas, window, document, getComputedStyle */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,7 +163,7 @@ const context = await chromium.launchPersistentContext(profile, {
     '--disable-sync',
   ],
 });
-// The page every step and helper drives; the phone steps (f-*) point it at a phone-sized page.
+// The page every step and helper drives; the phone steps (g-*) point it at a phone-sized page.
 let page = context.pages()[0] ?? (await context.newPage());
 page.setDefaultTimeout(UI_TIMEOUT_MS);
 const browser_errors = [];
@@ -592,7 +592,89 @@ await step('e-url-filters', ['cancelled_id'], async (note) => {
   note('after reload: only "cancelled" checked, recipe filled, one row = the cancelled job');
 });
 
-// --- f. a phone-sized screen: every page fits, navigation by touch, the map shown, controls reachable ---------
+// --- f. a long log paged through the API, and a live line at its end ---------------------------------------
+/** Runs SQL on the server's database (psql, as scripts/e2e.sh does); throws with psql's message on failure. */
+function sql(statement) {
+  const result = spawnSync('psql', ['-q', '-v', 'ON_ERROR_STOP=1', '-At', DATABASE_URL, '-c', statement], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`psql: ${(result.stderr || result.error?.message || '').trim()}`);
+  return result.stdout.trim();
+}
+
+await step('f-log-paging', ['cancelled_id'], async (note) => {
+  const id = state.cancelled_id;
+  // 2300 stored lines: more than the 4 pages of 500 the view keeps, so paging on drops the first page.
+  sql(`INSERT INTO log (job_id, level, message) SELECT '${id}', 'info', 'e2e line ' || g FROM generate_series(1, 2300) AS g ORDER BY g`);
+  const all = [];
+  for (let after = 0; ; ) {
+    const page_items = (await api('GET', `/v1/jobs/${id}/logs?after=${after}&limit=1000`)).items;
+    all.push(...page_items);
+    if (page_items.length < 1000) break;
+    after = page_items.at(-1).id;
+  }
+  const total = all.length;
+  assert.ok(total >= 2300 && total <= 2400, `the job has ${total} log lines`);
+  const log_urls = [];
+  const on_request = (request) => {
+    if (request.url().includes(`/v1/jobs/${id}/logs`)) log_urls.push(request.url().replace(BASE, ''));
+  };
+  page.on('request', on_request);
+  try {
+    await page.goto(`${BASE}/#/jobs/${id}`);
+    await h1().filter({ hasText: `Job ${id.slice(0, 8)}` }).waitFor();
+    const log = page.getByRole('log', { name: 'job log' });
+    const status = page.locator('.log-status');
+    const lines = log.locator('li');
+    const newer = page.getByRole('button', { name: 'Load newer lines' });
+    const older = page.getByRole('button', { name: 'Load older lines' });
+    const showing = async (text) =>
+      until(`the log to show "${text}"`, async () => {
+        const alert = page.locator('section[aria-labelledby="logs-heading"] [role="alert"]');
+        if ((await alert.count()) > 0) throw new Fatal(`the log shows an error: ${(await alert.first().textContent())?.trim()}`);
+        return ((await status.textContent()) ?? '').trim() === text;
+      });
+    await showing('lines 1–500');
+    assert.equal(await lines.count(), 500);
+    assert.equal(await older.count(), 0, '"Load older lines" on the first page');
+    assert.ok(((await lines.first().textContent()) ?? '').includes(all[0].message), 'the first line');
+    for (let shown = 1000; shown <= 2000; shown += 500) {
+      await newer.click();
+      await showing(`lines 1–${shown}`);
+    }
+    assert.equal(await lines.count(), 2000);
+    // A fifth page: the first is dropped; the view reaches the end and follows live lines.
+    await newer.click();
+    await showing(`lines 501–${total}; new lines appear as they are written`);
+    assert.equal(await lines.count(), total - 500);
+    assert.equal(await newer.count(), 0, '"Load newer lines" at the end of the log');
+    assert.match(((await page.locator('.log-pager').first().textContent()) ?? ''), /500 earlier lines not shown/);
+    assert.ok(((await lines.last().textContent()) ?? '').includes(all.at(-1).message), 'the last line');
+    const afters = log_urls.map((url) => new URL(url, BASE).searchParams.get('after'));
+    assert.deepEqual(
+      afters,
+      [null, ...[500, 1000, 1500, 2000].map((n) => String(all[n - 1].id))],
+      `log requests ${log_urls.join(' ')}`,
+    );
+    assert.ok(log_urls.every((url) => url.includes('limit=501')), `log requests ${log_urls.join(' ')}`);
+    // A line written now (as the server writes one: the line and its event in one statement) arrives live.
+    sql(`WITH line AS (INSERT INTO log (job_id, task_id, level, message) VALUES ('${id}', NULL, 'warn', 'e2e live line') RETURNING id, job_id, task_id, level, message)
+         INSERT INTO event (job_id, kind, payload) SELECT job_id, 'log', jsonb_build_object('id', id, 'task_id', task_id, 'level', level, 'message', message) FROM line`);
+    await showing(`lines 501–${total + 1}; new lines appear as they are written`);
+    assert.ok(((await lines.last().textContent()) ?? '').includes('e2e live line'), 'the live line is not last');
+    const requests_before_older = log_urls.length;
+    // Back: the dropped first page is read again; the window no longer reaches the end.
+    await older.click();
+    await showing('lines 1–2000');
+    assert.equal(new URL(log_urls.at(-1), BASE).searchParams.get('after'), null, 'the first page is read from the start');
+    assert.equal(log_urls.length, requests_before_older + 1, 'one request for the older page');
+    assert.equal(await older.count(), 0);
+    await newer.waitFor();
+    note(`${total} stored lines: pages of 500 read with after=${afters.slice(1).join(',')}; the 5th dropped the 1st; a live line appended at the end; the 1st read again`);
+  } finally {
+    page.off('request', on_request);
+  }
+});
+
+// --- g. a phone-sized screen: every page fits, navigation by touch, the map shown, controls reachable ---------
 // A second browser (the persistent profile above cannot also emulate a phone): 390×844 CSS px at 2×, touch.
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 const phone_browser = await chromium.launch({
@@ -676,7 +758,7 @@ async function assertMap(what, region) {
   return `${Math.round(box.width)}×${Math.round(box.height)} px map`;
 }
 
-await step('f-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
+await step('g-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
   await page.goto(`${BASE}/#/jobs`);
   await h1().filter({ hasText: /^Jobs$/ }).waitFor();
   const table = page.getByRole('region', { name: 'jobs table' });
@@ -722,13 +804,13 @@ await step('f-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
     Recipe: form.getByRole('combobox', { name: 'Recipe' }),
   });
   await assertPhoneFit(note, 'jobs with the filters unfolded');
-  await screenshot('f-phone-jobs-filters');
+  await screenshot('g-phone-jobs-filters');
   await toggle.tap();
   await form.waitFor({ state: 'hidden' });
   note(`${await rows.count()} rows, no sideways scrolling, the first at y ${Math.round(first_row.y)}`);
 });
 
-await step('f-phone-job-detail', ['cancelled_id', 'succeeded'], async (note) => {
+await step('g-phone-job-detail', ['cancelled_id', 'succeeded'], async (note) => {
   // Open the cancelled job from the list by touch.
   const link = page
     .getByRole('region', { name: 'jobs table' })
@@ -755,7 +837,7 @@ await step('f-phone-job-detail', ['cancelled_id', 'succeeded'], async (note) => 
   assert.ok(log_fit.scroll <= log_fit.client, `the log scrolls sideways (${log_fit.scroll} px in ${log_fit.client} px)`);
   await assertPhoneFit(note, 'cancelled job');
   note(`${map}; "${summary}"`);
-  await screenshot('f-phone-job-cancelled');
+  await screenshot('g-phone-job-cancelled');
 
   // The succeeded job: map with the output layer and its controls.
   await page.goto(`${BASE}/#/jobs/${state.job_id}`);
@@ -780,7 +862,7 @@ await step('f-phone-job-detail', ['cancelled_id', 'succeeded'], async (note) => 
   note(`${map2}; log "${log_status}"`);
 });
 
-await step('f-phone-submit', [], async (note) => {
+await step('g-phone-submit', [], async (note) => {
   await tapNav('Submit', 'Submit a job');
   const recipe = page.getByRole('combobox', { name: 'Recipe' });
   await until(`recipe ${RECIPE} in the list`, async () => (await recipe.locator(`option[value="${RECIPE}"]`).count()) === 1);
@@ -799,7 +881,7 @@ await step('f-phone-submit', [], async (note) => {
   await assertPhoneFit(note, 'submit');
 });
 
-await step('f-phone-workers', [], async (note) => {
+await step('g-phone-workers', [], async (note) => {
   await tapNav('Workers & GPUs', /Workers/);
   await until('the workers list to load', async () => {
     await noErrorNotice();
@@ -812,7 +894,7 @@ await step('f-phone-workers', [], async (note) => {
     assert.ok(fit.scroll <= fit.client, `the workers table scrolls sideways (${fit.scroll} px in ${fit.client} px)`);
     note(`workers table ${await table.locator('tbody tr').count()} row(s), no sideways scrolling`);
   }
-  await screenshot('f-phone-workers-list');
+  await screenshot('g-phone-workers-list');
   // And back to the jobs list by touch.
   await tapNav('Jobs', /^Jobs$/);
 });

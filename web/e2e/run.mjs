@@ -692,8 +692,7 @@ collectErrors(page);
  * out of it, except inside a container that scrolls or clips (those are checked by name where they matter).
  */
 async function phoneFit() {
-  return page.evaluate(() => {
-    const width = window.innerWidth;
+  return page.evaluate((width) => {
     const clipped = (element) => {
       for (let e = element.parentElement; e && e !== document.body; e = e.parentElement) {
         if (getComputedStyle(e).overflowX !== 'visible') return true;
@@ -708,18 +707,31 @@ async function phoneFit() {
       if (r.width === 0 || r.height === 0 || element.closest('.visually-hidden') || clipped(element)) continue;
       if (r.left < -0.5 || r.right > width + 0.5) out.push(`${name(element)} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
     }
-    return { width, scroll_width: document.scrollingElement.scrollWidth, out };
+    // A mobile browser widens the layout viewport to fit wide content: innerWidth grows past the screen.
+    return { width: window.innerWidth, scroll_width: document.scrollingElement.scrollWidth, out };
+  }, PHONE.viewport.width);
+}
+
+/** axe-core in the page, with layout (so colour contrast is checked too, unlike under jsdom); the violations. */
+const AXE = new URL('../node_modules/axe-core/axe.min.js', import.meta.url).pathname;
+async function axeViolations() {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
+  return page.evaluate(async () => {
+    const results = await window.axe.run(document, { resultTypes: ['violations'] });
+    return results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
   });
 }
 
-/** Asserts the page fits the phone's width (see phoneFit); notes the page height. */
+/** Asserts the page fits the phone's width (see phoneFit) and axe-core finds nothing; notes the page height. */
 async function assertPhoneFit(note, what) {
   const fit = await phoneFit();
-  assert.equal(fit.width, PHONE.viewport.width, 'viewport width');
-  assert.ok(fit.scroll_width <= fit.width, `${what}: the page scrolls sideways (${fit.scroll_width} px wide on a ${fit.width} px screen)`);
-  assert.deepEqual(fit.out.slice(0, 8), [], `${what}: elements outside the ${fit.width} px screen`);
+  const screen_px = PHONE.viewport.width;
+  assert.equal(fit.width, screen_px, `${what}: the layout viewport widened to ${fit.width} px to fit the content`);
+  assert.ok(fit.scroll_width <= screen_px, `${what}: the page scrolls sideways (${fit.scroll_width} px wide on a ${screen_px} px screen)`);
+  assert.deepEqual(fit.out.slice(0, 8), [], `${what}: elements outside the ${screen_px} px screen`);
+  assert.deepEqual(await axeViolations(), [], `${what}: axe-core violations at phone size`);
   const height = await page.evaluate(() => document.scrollingElement.scrollHeight);
-  note(`${what}: ${fit.scroll_width} px wide, ${height} px tall`);
+  note(`${what}: ${fit.scroll_width} px wide, ${height} px tall, no axe-core violations`);
 }
 
 /**
@@ -768,6 +780,34 @@ await step('g-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
     return (await table.getByRole('link').count()) === 2;
   });
   await assertPhoneFit(note, 'jobs');
+  // The checker sees real problems: an image without alt text planted in the page is reported.
+  await page.evaluate(() => {
+    const img = document.createElement('img');
+    img.id = 'e2e-no-alt';
+    img.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw=';
+    document.querySelector('main').append(img);
+  });
+  const planted = await axeViolations();
+  await page.evaluate(() => document.getElementById('e2e-no-alt').remove());
+  assert.ok(planted.some((v) => v.startsWith('image-alt: #e2e-no-alt')), `axe-core missed a planted image without alt: ${planted.join('; ')}`);
+  // And the fit check sees a planted 600 px wide box.
+  await page.evaluate(() => {
+    const wide = document.createElement('div');
+    wide.id = 'e2e-wide';
+    wide.style.width = '600px';
+    wide.style.height = '10px';
+    document.querySelector('main').append(wide);
+  });
+  const wide_fit = await phoneFit();
+  await page.evaluate(() => document.getElementById('e2e-wide').remove());
+  assert.ok(
+    wide_fit.width > PHONE.viewport.width && wide_fit.scroll_width > PHONE.viewport.width && wide_fit.out.some((e) => e.startsWith('div#e2e-wide')),
+    `the fit check missed a 600 px box: ${JSON.stringify(wide_fit)}`,
+  );
+  await until('the page to fit again once the planted box is gone', async () => {
+    const fit = await phoneFit();
+    return fit.width === PHONE.viewport.width && fit.scroll_width <= PHONE.viewport.width && fit.out.length === 0;
+  });
   await assertReachable('jobs', {
     'Jobs link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Jobs' }),
     'Submit link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Submit' }),
@@ -874,10 +914,8 @@ await step('g-phone-submit', [], async (note) => {
     'first path': rows.first().getByRole('textbox', { name: 'Path' }),
     'Submit job': page.getByRole('button', { name: 'Submit job' }),
   });
-  const aoi = page.getByRole('region', { name: /area of interest/i });
-  if ((await aoi.count()) > 0 && (await aoi.locator('canvas.maplibregl-canvas').count()) > 0) {
-    note(await assertMap('submit', /area of interest/i));
-  }
+  note(await assertMap('submit', 'area of interest map'));
+  await assertReachable('submit', { 'Draw rectangle on map': page.getByRole('button', { name: 'Draw rectangle on map' }) });
   await assertPhoneFit(note, 'submit');
 });
 

@@ -15,7 +15,7 @@
 /* global process, Buffer, console, URL, fetch, setTimeout, clearTimeout, createImageBitmap, OffscreenCanvas, window, document, getComputedStyle */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -592,7 +592,7 @@ await step('e-url-filters', ['cancelled_id'], async (note) => {
   note('after reload: only "cancelled" checked, recipe filled, one row = the cancelled job');
 });
 
-// --- f. a long log paged through the API, and a live line at its end ---------------------------------------
+// --- f. job detail: a long log paged through the API (and a live line at its end); a failed job's tiles -------
 /** Runs SQL on the server's database (psql, as scripts/e2e.sh does); throws with psql's message on failure. */
 function sql(statement) {
   const result = spawnSync('psql', ['-q', '-v', 'ON_ERROR_STOP=1', '-At', DATABASE_URL, '-c', statement], { encoding: 'utf8' });
@@ -671,6 +671,46 @@ await step('f-log-paging', ['cancelled_id'], async (note) => {
     note(`${total} stored lines: pages of 500 read with after=${afters.slice(1).join(',')}; the 5th dropped the 1st; a live line appended at the end; the 1st read again`);
   } finally {
     page.off('request', on_request);
+  }
+});
+
+// A job whose input breaks after it was accepted: its first tile fails (one attempt allowed), the job fails and
+// its other tiles end unrun. The page lists the failure with its error and counts the rest.
+await step('f-failed-tiles', [], async (note) => {
+  const scene = mkdtempSync(join(tmpdir(), 'constellation-e2e-broken-'));
+  try {
+    for (const file of Object.values(BANDS)) copyFileSync(join(SCENE, file), join(scene, file));
+    const created = await api('POST', '/v1/jobs', {
+      recipe: RECIPE,
+      inputs: Object.entries(BANDS).map(([role, file]) => ({ role, path: join(scene, file) })),
+      tile_px: 256,
+      max_attempts: 1,
+    });
+    writeFileSync(join(scene, BANDS.red), 'not a GeoTIFF any more');
+    const worker = startWorker(['--once']);
+    const exit = await workerExit(worker, 'with --once on a job whose input broke', JOB_TIMEOUT_MS);
+    assert.equal(exit.code, 0, `worker --once exited with ${exit.code ?? exit.signal}`);
+    const job = await api('GET', `/v1/jobs/${created.id}`);
+    assert.equal(job.state, 'failed', `the job with a broken input is ${job.state}`);
+    const tasks = (await api('GET', `/v1/jobs/${created.id}/tasks`)).items;
+    const failed = tasks.filter((t) => t.state === 'failed');
+    const cancelled_tiles = tasks.filter((t) => t.state === 'cancelled' && t.kind === 'tile').length;
+    assert.ok(failed.length >= 1 && cancelled_tiles >= 1, `task states ${JSON.stringify(tasks.map((t) => t.state))}`);
+
+    await page.goto(`${BASE}/#/jobs/${created.id}`);
+    await h1().filter({ hasText: `Job ${created.id.slice(0, 8)}` }).waitFor();
+    const section = page.locator('section[aria-labelledby="failed-heading"]');
+    const items = section.locator('.failed-tiles li');
+    await until('the failed tiles', async () => (await items.count()) > 0);
+    assert.equal(await items.count(), Math.min(failed.length, 20), 'failed tiles listed');
+    const first = ((await items.first().textContent()) ?? '').replace(/\s+/g, ' ').trim();
+    assert.ok(first.startsWith(`tile ${failed[0].tile_index} (attempt 1/1, failed): `), `first failure "${first}"`);
+    assert.ok(first.endsWith(failed[0].error.replace(/\s+/g, ' ').trim()), `first failure "${first}" lacks the error "${failed[0].error}"`);
+    const summary = ((await section.getByRole('list', { name: 'cancelled tasks' }).textContent()) ?? '').trim();
+    assert.match(summary, new RegExp(`^${cancelled_tiles} tiles? and the finalize task cancelled: `), 'cancelled summary');
+    note(`${failed.length} failed (listed with "${failed[0].error.slice(0, 80)}"), ${cancelled_tiles} tiles counted: "${summary.slice(0, 100)}"`);
+  } finally {
+    rmSync(scene, { recursive: true, force: true });
   }
 });
 
@@ -775,9 +815,11 @@ await step('g-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
   await h1().filter({ hasText: /^Jobs$/ }).waitFor();
   const table = page.getByRole('region', { name: 'jobs table' });
   const rows = table.locator('tbody tr');
-  await until('both jobs listed', async () => {
+  const job_count = (await api('GET', '/v1/jobs')).items.length;
+  assert.ok(job_count >= 2, `${job_count} jobs on the server`);
+  await until(`all ${job_count} jobs listed`, async () => {
     await noErrorNotice();
-    return (await table.getByRole('link').count()) === 2;
+    return (await table.getByRole('link').count()) === job_count;
   });
   await assertPhoneFit(note, 'jobs');
   // The checker sees real problems: an image without alt text planted in the page is reported.

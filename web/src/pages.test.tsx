@@ -144,6 +144,8 @@ describe('pages', () => {
       [...document.querySelectorAll('button')].find((b) => b.textContent === name) as HTMLButtonElement | undefined;
     button('Show 40 more')!.click();
     await vi.waitFor(() => expect(failed()).toHaveLength(60));
+    // Focus moves to the first failure revealed, since the button is gone.
+    await vi.waitFor(() => expect(document.activeElement?.textContent).toBe('tile 60 (attempt 3/3, failed): tile 60: read error'));
     expect(button('Show 40 more')).toBeUndefined();
     expect(document.body.textContent).toContain('60 failed tasks');
     expect(document.body.textContent).not.toContain('showing the first');
@@ -162,6 +164,8 @@ describe('pages', () => {
     await waitForText(`lines 1–${CANCELLED_LOG_LINES}; new lines appear as they are written`);
     expect(log_requests().at(-1)).toBe(`/v1/jobs/${id}/logs?after=2000&limit=501`);
     expect(lines()).toHaveLength(CANCELLED_LOG_LINES);
+    // At the end the button is gone; focus is kept in the log.
+    await vi.waitFor(() => expect(document.activeElement?.getAttribute('role')).toBe('log'));
     expect(lines()[CANCELLED_LOG_LINES - 1]!.textContent).toContain(`log line ${CANCELLED_LOG_LINES}`);
     expect(button('Load newer lines')).toBeUndefined();
     expect(button('Load older lines')).toBeUndefined();

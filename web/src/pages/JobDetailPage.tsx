@@ -1,6 +1,6 @@
 // Job detail page: state, progress, errors, live footprint map with output overlay, failed tiles and logs.
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { lazy, Suspense, useLayoutEffect, useRef, useState } from 'react';
+import { lazy, Suspense, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { api } from '../api/client';
 import { keys, useFootprints, useJob, useLogPages, useStac, useTasks, useTileJson } from '../api/queries';
 import type { Job, LogEntry, Task } from '../api/types';
@@ -190,6 +190,14 @@ function JobActions({ job }: { job: Job }) {
 
 function FailedTiles({ tasks }: { tasks: Task[] }) {
   const [shown, setShown] = useState(FAILURES_SHOWN);
+  const list = useRef<HTMLUListElement>(null);
+  // After "show more", focus moves to the first failure it revealed (the button may be gone).
+  const revealed_from = useRef<number | null>(null);
+  useEffect(() => {
+    if (revealed_from.current === null) return;
+    list.current?.querySelectorAll<HTMLLIElement>('li')[revealed_from.current]?.focus();
+    revealed_from.current = null;
+  }, [shown]);
   const { failures, cancelled } = taskProblems(tasks);
   if (failures.length === 0 && cancelled.length === 0) return null;
   const more = moreToShow(failures.length, shown);
@@ -204,9 +212,9 @@ function FailedTiles({ tasks }: { tasks: Task[] }) {
             {failures.length} failed {failures.length === 1 ? 'task' : 'tasks'}
             {failures.length > shown ? `, showing the first ${shown}` : ''}
           </p>
-          <ul className="failed-tiles">
+          <ul className="failed-tiles" ref={list}>
             {failures.slice(0, shown).map((task) => (
-              <li key={task.id}>
+              <li key={task.id} tabIndex={-1}>
                 <strong>{task.kind === 'finalize' ? 'finalize' : `tile ${task.tile_index}`}</strong>{' '}
                 <span className="muted">
                   (attempt {task.attempt}/{task.max_attempts}, {task.state === 'failed' ? 'failed' : 'will retry'})
@@ -216,7 +224,13 @@ function FailedTiles({ tasks }: { tasks: Task[] }) {
             ))}
           </ul>
           {more > 0 && (
-            <button type="button" onClick={() => setShown(shown + more)}>
+            <button
+              type="button"
+              onClick={() => {
+                revealed_from.current = shown;
+                setShown(shown + more);
+              }}
+            >
               Show {more} more
             </button>
           )}
@@ -255,7 +269,14 @@ function LogList({ job_id }: { job_id: string }) {
       {logs.hasPreviousPage && (
         <div className="log-pager">
           <span className="muted">{before} earlier lines not shown</span>
-          <button type="button" disabled={busy} onClick={() => void logs.fetchPreviousPage()}>
+          <button
+            type="button"
+            disabled={busy}
+            onClick={async () => {
+              // At the start the button goes away: keep focus in the log.
+              if (!(await logs.fetchPreviousPage()).hasPreviousPage) box.current?.focus();
+            }}
+          >
             Load older lines
           </button>
         </div>
@@ -286,7 +307,13 @@ function LogList({ job_id }: { job_id: string }) {
           </span>
         )}
         {logs.hasNextPage && (
-          <button type="button" disabled={busy} onClick={() => void logs.fetchNextPage()}>
+          <button
+            type="button"
+            disabled={busy}
+            onClick={async () => {
+              if (!(await logs.fetchNextPage()).hasNextPage) box.current?.focus();
+            }}
+          >
             Load newer lines
           </button>
         )}

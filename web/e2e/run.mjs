@@ -855,7 +855,12 @@ await step('g-phone-jobs', ['cancelled_id', 'job_id'], async (note) => {
     'Submit link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Submit' }),
     'Workers link': page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Workers & GPUs' }),
     Filters: page.getByRole('button', { name: /^Filters/ }),
+    'Cancel selected': page.getByRole('button', { name: 'Cancel selected' }),
+    'Retry selected': page.getByRole('button', { name: 'Retry selected' }),
+    'Delete selected': page.getByRole('button', { name: 'Delete selected' }),
+    'Action for all matching': page.getByRole('combobox', { name: 'Action for all matching' }),
     'Apply to all matching filter': page.getByRole('button', { name: 'Apply to all matching filter' }),
+    'Previous page': page.getByRole('button', { name: /^(Previous|First) page$/ }),
     'Next page': page.getByRole('button', { name: 'Next page' }),
   });
   // The table needs no sideways scrolling: every row's link, state, progress and time are on screen.

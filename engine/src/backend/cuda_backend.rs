@@ -31,6 +31,7 @@ use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
 use rayon::prelude::*;
 
+use super::chain::{Chain, ChainOp};
 use super::{check_expr_inputs, ExprKernel};
 use crate::error::{EngineError, Result};
 
@@ -100,17 +101,23 @@ pub struct CudaOptions {
     pub ordinal: usize,
     /// Cap on the pixels per chunk (tests use it to exercise chunking and lane overlap).
     pub max_chunk_px: Option<usize>,
+    /// Device memory the two lanes' plane buffers may take together (default 1 GiB): a chain
+    /// with many planes runs in smaller chunks rather than growing past it.
+    pub max_device_bytes: Option<usize>,
 }
+
+/// Device memory the lanes' plane buffers may take unless told otherwise.
+const DEFAULT_DEVICE_BYTES: usize = 1 << 30;
 
 /// One of two pipelines of staging and device buffers on its own stream.
 struct Lane {
     stream: Arc<CudaStream>,
-    /// Host → device staging (packed input planes), page-locked.
+    /// Host → device staging (the chunk's input planes, back to back), page-locked.
     up: PinnedHostSlice<f32>,
-    /// Device → host staging (the output chunk), page-locked.
+    /// Device → host staging (the chunk's output planes, back to back), page-locked.
     down: PinnedHostSlice<f32>,
-    src: CudaSlice<f32>,
-    dst: CudaSlice<f32>,
+    /// The chunk's planes on the device: inputs, then each launch's output, then scratch.
+    work: CudaSlice<f32>,
     /// Recorded after the lane's last download: the lane is free once it completes.
     done: CudaEvent,
     /// The output range whose result sits in `down` once `done` completes.
@@ -122,9 +129,10 @@ struct Lane {
 struct State {
     exprs: HashMap<String, Arc<CompiledExprKernel>>,
     lanes: Vec<Lane>,
-    /// Input floats and output floats each lane's buffers hold.
-    lane_in: usize,
-    lane_out: usize,
+    /// Floats each lane's upload staging, device planes and download staging hold.
+    lane_up: usize,
+    lane_work: usize,
+    lane_down: usize,
 }
 
 /// A compiled expression: its function and the band slots packed into its input.
@@ -140,6 +148,7 @@ pub struct CudaBackend {
     arch: &'static str,
     builtins: HashMap<&'static str, CudaFunction>,
     max_chunk_px: usize,
+    max_device_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -250,6 +259,7 @@ impl CudaBackend {
                 .max_chunk_px
                 .unwrap_or(DEFAULT_CHUNK_PX)
                 .clamp(1, u32::MAX as usize),
+            max_device_bytes: options.max_device_bytes.unwrap_or(DEFAULT_DEVICE_BYTES),
             state: Mutex::new(State::default()),
         })
     }
@@ -260,35 +270,21 @@ impl CudaBackend {
     }
 
     pub(super) fn scale_in_place(&self, data: &mut [f32], scaling: Scaling) -> Result<()> {
-        let Scaling { scale, offset } = scaling.validate()?;
-        let params = Params {
-            f0: scale,
-            f1: offset,
-            ..Params::default()
-        };
-        let f = self.builtin("scale")?;
-        self.run_in_place(&f, params, data, &[])
+        let launch = self.builtin_launch(&ChainOp::Scale { src: 0, scaling })?;
+        self.run_io(&Program::single(launch, 1), Io::InPlace { data, rest: &[] })
     }
 
     pub(super) fn apply_mask(&self, data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<()> {
-        let mut params = Params::default();
-        let entry = match rule {
-            MaskRule::LandsatQa { bits } => {
-                params.u0 = u32::from(*bits);
-                "landsat_qa"
-            }
-            MaskRule::Scl { classes } => {
-                for (k, word) in classes.iter().enumerate() {
-                    // Each u64 as two u32 words: class c is bit c % 32 of word c / 32.
-                    params.words[2 * k] = (*word & 0xffff_ffff) as u32;
-                    params.words[2 * k + 1] = (*word >> 32) as u32;
-                }
-                "scl"
-            }
-            MaskRule::LandsatBqaLegacy => "bqa_legacy",
+        let op = ChainOp::Mask {
+            src: 0,
+            qa: 1,
+            rule: rule.clone(),
         };
-        let f = self.builtin(entry)?;
-        self.run_in_place(&f, params, data, &[qa])
+        let launch = self.builtin_launch(&op)?;
+        self.run_io(
+            &Program::single(launch, 2),
+            Io::InPlace { data, rest: &[qa] },
+        )
     }
 
     pub(super) fn normalized_difference(
@@ -297,8 +293,8 @@ impl CudaBackend {
         b: &[f32],
         out: &mut [f32],
     ) -> Result<()> {
-        let f = self.builtin("normalized_difference")?;
-        self.run(&f, Params::default(), &[a, b], out)
+        let launch = self.builtin_launch(&ChainOp::NormalizedDifference { a: 0, b: 1 })?;
+        self.run_out(&Program::single(launch, 2), &[a, b], out)
     }
 
     pub(super) fn evi(
@@ -308,32 +304,144 @@ impl CudaBackend {
         blue: &[f32],
         out: &mut [f32],
     ) -> Result<()> {
-        let f = self.builtin("evi")?;
-        self.run(&f, Params::default(), &[nir, red, blue], out)
+        let launch = self.builtin_launch(&ChainOp::Evi {
+            nir: 0,
+            red: 1,
+            blue: 2,
+        })?;
+        self.run_out(&Program::single(launch, 3), &[nir, red, blue], out)
     }
 
     pub(super) fn savi(&self, nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<()> {
-        let params = Params {
-            f0: l,
-            ..Params::default()
-        };
-        let f = self.builtin("savi")?;
-        self.run(&f, params, &[nir, red], out)
+        let launch = self.builtin_launch(&ChainOp::Savi { nir: 0, red: 1, l })?;
+        self.run_out(&Program::single(launch, 2), &[nir, red], out)
     }
 
     pub(super) fn expr(&self, expr: &ExprKernel, inputs: &[&[f32]], out: &mut [f32]) -> Result<()> {
         check_expr_inputs(expr, inputs, out.len())?;
-        let kernel = self.expr_kernel(expr)?;
-        if kernel.bands.is_empty() {
+        let identity: Vec<usize> = (0..inputs.len()).collect();
+        let Some(launch) = self.expr_launch(expr, &identity)? else {
             // A constant: folded on the CPU already, so there is nothing to run on the device.
             return Ok(expr.compiled().eval(inputs, out)?);
+        };
+        // Upload only the bands the expression reads.
+        let packed: Vec<&[f32]> = launch.reads.iter().map(|&b| inputs[b]).collect();
+        let launch = Launch {
+            reads: (0..packed.len()).collect(),
+            ..launch
+        };
+        self.run_out(&Program::single(launch, packed.len()), &packed, out)
+    }
+
+    /// Runs a whole element-wise chain with its planes resident on the device: each chunk's
+    /// inputs are uploaded once, every op runs on device planes, and only the outputs come back
+    /// (into `outputs`, checked by the caller). A chain holding a constant expression (folded on
+    /// the host) runs on the CPU instead.
+    pub(super) fn run_chain_into(
+        &self,
+        chain: &Chain,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        chain.check_inputs(inputs)?;
+        let mut launches = Vec::with_capacity(chain.ops().len());
+        for op in chain.ops() {
+            let launch = match op {
+                ChainOp::Expr { kernel, bands } => self.expr_launch(kernel, bands)?,
+                other => Some(self.builtin_launch(other)?),
+            };
+            match launch {
+                Some(l) => launches.push(l),
+                None => {
+                    let planes = super::chain::run_on_host(&super::Backend::Cpu, chain, inputs)?;
+                    for (out, plane) in outputs.iter_mut().zip(planes) {
+                        out.copy_from_slice(&plane);
+                    }
+                    return Ok(());
+                }
+            }
         }
-        let packed: Vec<&[f32]> = kernel
+        let program = Program {
+            inputs: chain.inputs(),
+            launches,
+            outputs: chain.outputs().to_vec(),
+        };
+        let outs: Vec<&mut [f32]> = outputs.iter_mut().map(|o| &mut **o).collect();
+        self.run_io(
+            &program,
+            Io::Out {
+                inputs,
+                outputs: outs,
+            },
+        )
+    }
+
+    /// The launch of a built-in kernel for `op` (not an expression), its parameters checked.
+    fn builtin_launch(&self, op: &ChainOp) -> Result<Launch> {
+        let mut params = Params::default();
+        let entry = match op {
+            ChainOp::Scale { scaling, .. } => {
+                let Scaling { scale, offset } = scaling.validate()?;
+                params.f0 = scale;
+                params.f1 = offset;
+                "scale"
+            }
+            ChainOp::Mask { rule, .. } => match rule {
+                MaskRule::LandsatQa { bits } => {
+                    params.u0 = u32::from(*bits);
+                    "landsat_qa"
+                }
+                MaskRule::Scl { classes } => {
+                    for (k, word) in classes.iter().enumerate() {
+                        // Each u64 as two u32 words: class c is bit c % 32 of word c / 32.
+                        params.words[2 * k] = (*word & 0xffff_ffff) as u32;
+                        params.words[2 * k + 1] = (*word >> 32) as u32;
+                    }
+                    "scl"
+                }
+                MaskRule::LandsatBqaLegacy => "bqa_legacy",
+            },
+            ChainOp::NormalizedDifference { .. } => "normalized_difference",
+            ChainOp::Evi { .. } => "evi",
+            ChainOp::Savi { l, .. } => {
+                params.f0 = *l;
+                "savi"
+            }
+            ChainOp::Expr { .. } => {
+                return Err(backend_error(
+                    "kernel",
+                    "an expression is not a built-in kernel",
+                ));
+            }
+        };
+        Ok(Launch {
+            function: self.builtin(entry)?,
+            params,
+            reads: op.reads(),
+        })
+    }
+
+    /// The launch of `expr` with its band `i` bound to plane `bands[i]`, reading only the bands
+    /// the generated kernel uses; `None` for a constant expression (nothing to read).
+    fn expr_launch(&self, expr: &ExprKernel, bands: &[usize]) -> Result<Option<Launch>> {
+        let kernel = self.expr_kernel(expr)?;
+        if kernel.bands.is_empty() {
+            return Ok(None);
+        }
+        let reads = kernel
             .bands
             .iter()
-            .filter_map(|&b| inputs.get(b).copied())
-            .collect();
-        self.run(&kernel.function, Params::default(), &packed, out)
+            .map(|&b| {
+                bands.get(b).copied().ok_or_else(|| {
+                    backend_error("expression", format!("band {b} is not bound to a plane"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Launch {
+            function: kernel.function.clone(),
+            params: Params::default(),
+            reads,
+        }))
     }
 
     fn builtin(&self, entry: &str) -> Result<CudaFunction> {
@@ -370,43 +478,39 @@ impl CudaBackend {
             .map_err(|_| EngineError::Backend("cuda: device state poisoned by a panic".into()))
     }
 
-    /// `data` updated in place: it is plane 0 of the input and the output.
-    fn run_in_place(
-        &self,
-        f: &CudaFunction,
-        params: Params,
-        data: &mut [f32],
-        rest: &[&[f32]],
-    ) -> Result<()> {
-        self.run_io(f, params, Io::InPlace { data, rest })
+    /// Runs `program` over every pixel of `inputs` into `out` (its one output).
+    fn run_out(&self, program: &Program, inputs: &[&[f32]], out: &mut [f32]) -> Result<()> {
+        self.run_io(
+            program,
+            Io::Out {
+                inputs,
+                outputs: vec![out],
+            },
+        )
     }
 
-    /// Runs `f` over every pixel of `inputs` into `out`.
-    fn run(
-        &self,
-        f: &CudaFunction,
-        params: Params,
-        inputs: &[&[f32]],
-        out: &mut [f32],
-    ) -> Result<()> {
-        self.run_io(f, params, Io::Out { inputs, out })
-    }
-
-    /// Runs `f` over every pixel: chunks alternate between the two lanes. A chunk's result is
-    /// written back only after every chunk before it was packed, so in place is safe: chunk k
-    /// lands in its range before chunk k + 2 is packed from another range.
-    fn run_io(&self, f: &CudaFunction, params: Params, mut io: Io<'_, '_>) -> Result<()> {
+    /// Runs `program` over every pixel: chunks alternate between the two lanes. A chunk's
+    /// results are written back only after every chunk before it was packed, so in place is
+    /// safe: chunk k lands in its range before chunk k + 2 is packed from another range.
+    fn run_io(&self, program: &Program, mut io: Io<'_, '_>) -> Result<()> {
         let n = io.len();
         if n == 0 {
             return Ok(());
         }
-        let planes = io.planes();
-        let chunk_px = self.max_chunk_px.min(n);
+        let work_planes = program.work_planes();
+        // Two lanes' device planes within the byte budget.
+        let budget_px = self.max_device_bytes / (2 * 4 * work_planes);
+        let chunk_px = self.max_chunk_px.min(budget_px).clamp(1, n);
         let mut state = self.lock()?;
         self.ctx
             .bind_to_thread()
             .map_err(|e| backend_error("bind context", e))?;
-        self.ensure_lanes(&mut state, chunk_px * planes, chunk_px)?;
+        self.ensure_lanes(
+            &mut state,
+            chunk_px * program.inputs,
+            chunk_px * work_planes,
+            chunk_px * program.outputs.len(),
+        )?;
         let result = (|| {
             let mut start = 0;
             let mut k = 0;
@@ -414,7 +518,7 @@ impl CudaBackend {
                 let len = chunk_px.min(n - start);
                 let lane = &mut state.lanes[k % 2];
                 finish(lane, &mut io)?;
-                self.submit(lane, f, params, &io, start..start + len)?;
+                self.submit(lane, program, &io, start..start + len)?;
                 start += len;
                 k += 1;
             }
@@ -433,23 +537,23 @@ impl CudaBackend {
         result
     }
 
-    /// Packs one chunk into `lane`'s staging buffer and queues upload, kernel and download.
+    /// Packs one chunk's inputs into `lane`'s staging buffer and queues the upload, every launch
+    /// of `program` on the lane's device planes, and the outputs' download.
     fn submit(
         &self,
         lane: &mut Lane,
-        f: &CudaFunction,
-        params: Params,
+        program: &Program,
         io: &Io<'_, '_>,
         range: std::ops::Range<usize>,
     ) -> Result<()> {
         let len = range.len();
-        let planes = io.planes();
+        let n = u32::try_from(len).map_err(|_| backend_error("chunk", "too many pixels"))?;
         {
             let up = lane
                 .up
                 .as_mut_slice()
                 .map_err(|e| backend_error("staging buffer", e))?;
-            for k in 0..planes {
+            for k in 0..program.inputs {
                 par_copy(&mut up[k * len..(k + 1) * len], io.input(k, range.clone()));
             }
         }
@@ -458,39 +562,73 @@ impl CudaBackend {
             .up
             .as_slice()
             .map_err(|e| backend_error("staging buffer", e))?;
-        let (src_ptr, _src_sync) = lane.src.device_ptr(&stream);
-        let (dst_ptr, _dst_sync) = lane.dst.device_ptr(&stream);
+        let (work_ptr, _work_sync) = lane.work.device_ptr(&stream);
+        // Plane p of this chunk starts p · len floats into the lane's device planes.
+        let plane = |p: usize| work_ptr + (p * len * 4) as u64;
         // SAFETY: `up` is page-locked host memory owned by the lane and not written again until
-        // the lane's `done` event (recorded after this chunk's download) has completed; `src`
-        // holds at least `planes * len` floats (ensure_lanes).
-        unsafe { cu::memcpy_htod_async(src_ptr, &up[..planes * len], stream.cu_stream()) }
+        // the lane's `done` event (recorded after this chunk's download) has completed; the
+        // device planes hold at least `work_planes · len` floats (ensure_lanes).
+        unsafe { cu::memcpy_htod_async(plane(0), &up[..program.inputs * len], stream.cu_stream()) }
             .map_err(|e| backend_error("upload", e))?;
-        let params = Params {
-            n: u32::try_from(len).map_err(|_| backend_error("chunk", "too many pixels"))?,
-            ..params
-        };
-        let blocks = u32::try_from(len.div_ceil(BLOCK_THREADS as usize))
-            .unwrap_or(u32::MAX)
-            .clamp(1, 1 << 20);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (BLOCK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut launch = stream.launch_builder(f);
-        launch.arg(&src_ptr).arg(&dst_ptr).arg(&params);
-        // SAFETY: the kernel's signature is `(const float*, float*, Params)` (common.cuh); it
-        // reads `planes * n` floats of `src` and writes `n` floats of `dst`, both allocated with
-        // at least that many (ensure_lanes).
-        unsafe { launch.launch(cfg) }.map_err(|e| backend_error("kernel launch", e))?;
-        let down = lane
-            .down
-            .as_mut_slice()
-            .map_err(|e| backend_error("staging buffer", e))?;
-        // SAFETY: `down` is page-locked, holds at least `len` floats, and is read only after
-        // `done` completes (finish).
-        unsafe { cu::memcpy_dtoh_async(&mut down[..len], dst_ptr, stream.cu_stream()) }
-            .map_err(|e| backend_error("download", e))?;
+        let scratch = program.planes();
+        for (k, launch) in program.launches.iter().enumerate() {
+            let first = launch.reads.first().copied().unwrap_or(0);
+            let packed = launch
+                .reads
+                .iter()
+                .enumerate()
+                .all(|(j, &r)| r == first + j);
+            let src = if packed {
+                plane(first)
+            } else {
+                // Gather the planes the kernel reads back to back in the scratch planes.
+                for (j, &r) in launch.reads.iter().enumerate() {
+                    // SAFETY: both ranges lie inside the lane's device planes and do not overlap
+                    // (scratch planes follow every program plane).
+                    unsafe {
+                        cu::memcpy_dtod_async(
+                            plane(scratch + j),
+                            plane(r),
+                            len * 4,
+                            stream.cu_stream(),
+                        )
+                    }
+                    .map_err(|e| backend_error("gather planes", e))?;
+                }
+                plane(scratch)
+            };
+            let params = Params { n, ..launch.params };
+            // SAFETY: `src` points at `reads.len() · len` floats and the output plane at `len`
+            // floats of the lane's device planes, distinct from every plane the kernel reads.
+            unsafe {
+                launch_kernel(
+                    &stream,
+                    &launch.function,
+                    src,
+                    plane(program.inputs + k),
+                    params,
+                    len,
+                )
+            }?;
+        }
+        {
+            let down = lane
+                .down
+                .as_mut_slice()
+                .map_err(|e| backend_error("staging buffer", e))?;
+            for (j, &p) in program.outputs.iter().enumerate() {
+                // SAFETY: `down` is page-locked, holds `outputs · len` floats, and is read only
+                // after `done` completes (finish).
+                unsafe {
+                    cu::memcpy_dtoh_async(
+                        &mut down[j * len..(j + 1) * len],
+                        plane(p),
+                        stream.cu_stream(),
+                    )
+                }
+                .map_err(|e| backend_error("download", e))?;
+            }
+        }
         lane.done
             .record(&stream)
             .map_err(|e| backend_error("record event", e))?;
@@ -498,13 +636,20 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Makes two lanes whose buffers hold `in_floats` inputs and `out_floats` outputs.
-    fn ensure_lanes(&self, state: &mut State, in_floats: usize, out_floats: usize) -> Result<()> {
-        if state.lanes.len() == 2 && state.lane_in >= in_floats && state.lane_out >= out_floats {
+    /// Makes two lanes whose buffers hold at least `up` staged input floats, `work` device
+    /// floats and `down` staged output floats.
+    fn ensure_lanes(&self, state: &mut State, up: usize, work: usize, down: usize) -> Result<()> {
+        if state.lanes.len() == 2
+            && state.lane_up >= up
+            && state.lane_work >= work
+            && state.lane_down >= down
+        {
             return Ok(());
         }
-        let in_floats = in_floats.max(state.lane_in);
-        let out_floats = out_floats.max(state.lane_out);
+        let up_floats = up.max(state.lane_up);
+        let work_floats = work.max(state.lane_work);
+        let down_floats = down.max(state.lane_down);
+        // Free the old buffers before allocating bigger ones.
         state.lanes.clear();
         for _ in 0..2 {
             let stream = self
@@ -515,20 +660,17 @@ impl CudaBackend {
             // it uploads; finish reads only what a download wrote).
             let up = unsafe {
                 self.ctx.alloc_pinned_with_flags::<f32>(
-                    in_floats,
+                    up_floats,
                     cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED,
                 )
             }
             .map_err(|e| backend_error("page-locked upload buffer", e))?;
             // SAFETY: as above; plain (cached) page-locked memory, since the host reads it.
-            let down = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(out_floats, 0) }
+            let down = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(down_floats, 0) }
                 .map_err(|e| backend_error("page-locked download buffer", e))?;
-            let src = stream
-                .alloc_zeros::<f32>(in_floats)
-                .map_err(|e| backend_error("device input buffer", e))?;
-            let dst = stream
-                .alloc_zeros::<f32>(out_floats)
-                .map_err(|e| backend_error("device output buffer", e))?;
+            let work = stream
+                .alloc_zeros::<f32>(work_floats)
+                .map_err(|e| backend_error("device plane buffer", e))?;
             let done = self
                 .ctx
                 .new_event(None)
@@ -537,14 +679,14 @@ impl CudaBackend {
                 stream,
                 up,
                 down,
-                src,
-                dst,
+                work,
                 done,
                 pending: None,
             });
         }
-        state.lane_in = in_floats;
-        state.lane_out = out_floats;
+        state.lane_up = up_floats;
+        state.lane_work = work_floats;
+        state.lane_down = down_floats;
         Ok(())
     }
 
@@ -573,22 +715,27 @@ impl CudaBackend {
         let h = host
             .as_mut_slice()
             .map_err(|e| backend_error("page-locked buffer", e))?;
-        let time =
-            |op: &mut dyn FnMut() -> std::result::Result<(), cu::DriverError>| -> Result<f64> {
-                let mut best = f64::INFINITY;
-                for _ in 0..reps.max(1) + 1 {
-                    let secs = self.time_on(&stream, op)?;
-                    best = best.min(secs);
-                }
-                Ok(best)
-            };
+        let time = |op: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+            let mut best = f64::INFINITY;
+            for _ in 0..reps.max(1) + 1 {
+                let secs = self.time_on(&stream, op)?;
+                best = best.min(secs);
+            }
+            Ok(best)
+        };
         let stream_ptr = stream.cu_stream();
         // SAFETY (all three): both device buffers and the page-locked buffer hold `floats`
         // floats; every copy is waited for (time_on synchronises its stop event).
-        let d2d =
-            time(&mut || unsafe { cu::memcpy_dtod_async(b_ptr, a_ptr, n_bytes, stream_ptr) })?;
-        let h2d = time(&mut || unsafe { cu::memcpy_htod_async(a_ptr, &h[..], stream_ptr) })?;
-        let d2h = time(&mut || unsafe { cu::memcpy_dtoh_async(&mut h[..], b_ptr, stream_ptr) })?;
+        let copy_error = |e| backend_error("timed copy", e);
+        let d2d = time(&mut || {
+            unsafe { cu::memcpy_dtod_async(b_ptr, a_ptr, n_bytes, stream_ptr) }.map_err(copy_error)
+        })?;
+        let h2d = time(&mut || {
+            unsafe { cu::memcpy_htod_async(a_ptr, &h[..], stream_ptr) }.map_err(copy_error)
+        })?;
+        let d2h = time(&mut || {
+            unsafe { cu::memcpy_dtoh_async(&mut h[..], b_ptr, stream_ptr) }.map_err(copy_error)
+        })?;
         Ok(DeviceLimits {
             d2d_bytes_per_s: 2.0 * n_bytes as f64 / d2d,
             h2d_bytes_per_s: n_bytes as f64 / h2d,
@@ -597,11 +744,7 @@ impl CudaBackend {
     }
 
     /// Seconds one `op` queued on `stream` takes, timed with device events.
-    fn time_on(
-        &self,
-        stream: &Arc<CudaStream>,
-        op: &mut dyn FnMut() -> std::result::Result<(), cu::DriverError>,
-    ) -> Result<f64> {
+    fn time_on(&self, stream: &Arc<CudaStream>, op: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
         let timed = Some(CUevent_flags::CU_EVENT_DEFAULT);
         let start = self
             .ctx
@@ -614,7 +757,7 @@ impl CudaBackend {
         start
             .record(stream)
             .map_err(|e| backend_error("record event", e))?;
-        op().map_err(|e| backend_error("timed operation", e))?;
+        op()?;
         stop.record(stream)
             .map_err(|e| backend_error("record event", e))?;
         stop.synchronize()
@@ -667,21 +810,11 @@ impl CudaBackend {
         let (src_ptr, _s) = src.device_ptr(&stream);
         let (dst_ptr, _d) = dst.device_ptr(&stream);
         let params = Params { n, ..params };
-        let blocks = u32::try_from(px.div_ceil(BLOCK_THREADS as usize))
-            .unwrap_or(u32::MAX)
-            .clamp(1, 1 << 20);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (BLOCK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let mut best = f64::INFINITY;
         for _ in 0..reps.max(1) + 1 {
             let secs = self.time_on(&stream, &mut || {
-                let mut launch = stream.launch_builder(&f);
-                launch.arg(&src_ptr).arg(&dst_ptr).arg(&params);
-                // SAFETY: as in submit: `src` holds `planes * px` floats, `dst` holds `px`.
-                unsafe { launch.launch(cfg) }.map(|_| ())
+                // SAFETY: as in submit: `src` holds `planes · px` floats, `dst` holds `px`.
+                unsafe { launch_kernel(&stream, &f, src_ptr, dst_ptr, params, px) }
             })?;
             best = best.min(secs);
         }
@@ -710,11 +843,84 @@ pub struct DeviceLimits {
     pub d2h_bytes_per_s: f64,
 }
 
-/// The planes of one call: read-only inputs and an output, or plane 0 updated in place.
+/// One kernel launch of a [`Program`]: the kernel, its parameters, and the planes it reads, in
+/// the order it takes them packed.
+struct Launch {
+    function: CudaFunction,
+    params: Params,
+    reads: Vec<usize>,
+}
+
+/// What one call runs on each chunk: planes `0..inputs` are uploaded, launch `k` writes plane
+/// `inputs + k`, and the `outputs` planes are downloaded.
+struct Program {
+    inputs: usize,
+    launches: Vec<Launch>,
+    outputs: Vec<usize>,
+}
+
+impl Program {
+    /// One launch over `inputs` uploaded planes, returning its output.
+    fn single(launch: Launch, inputs: usize) -> Self {
+        Self {
+            inputs,
+            launches: vec![launch],
+            outputs: vec![inputs],
+        }
+    }
+
+    /// Input and written planes.
+    fn planes(&self) -> usize {
+        self.inputs + self.launches.len()
+    }
+
+    /// Device planes per chunk: the program's, and scratch for the widest gathered read.
+    fn work_planes(&self) -> usize {
+        let widest = self
+            .launches
+            .iter()
+            .map(|l| l.reads.len())
+            .max()
+            .unwrap_or(0);
+        self.planes() + widest
+    }
+}
+
+/// Queues `f` over `n` pixels on `stream`: packed input planes at `src`, output at `dst`.
+///
+/// # Safety
+/// `f` must take `(const float*, float*, Params)`; `src` must point at as many device floats as
+/// the kernel reads (its planes × `n`) and `dst` at `n` writable device floats not among them.
+unsafe fn launch_kernel(
+    stream: &Arc<CudaStream>,
+    f: &CudaFunction,
+    src: u64,
+    dst: u64,
+    params: Params,
+    n: usize,
+) -> Result<()> {
+    let blocks = u32::try_from(n.div_ceil(BLOCK_THREADS as usize))
+        .unwrap_or(u32::MAX)
+        .clamp(1, 1 << 20);
+    let cfg = LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut launch = stream.launch_builder(f);
+    launch.arg(&src).arg(&dst).arg(&params);
+    // SAFETY: the caller's contract.
+    unsafe { launch.launch(cfg) }
+        .map(|_| ())
+        .map_err(|e| backend_error("kernel launch", e))
+}
+
+/// The planes of one call: read-only inputs and one output per program output, or input 0
+/// updated in place by the program's one output.
 enum Io<'a, 'b> {
     Out {
         inputs: &'b [&'a [f32]],
-        out: &'b mut [f32],
+        outputs: Vec<&'b mut [f32]>,
     },
     InPlace {
         data: &'b mut [f32],
@@ -723,16 +929,13 @@ enum Io<'a, 'b> {
 }
 
 impl Io<'_, '_> {
-    fn planes(&self) -> usize {
-        match self {
-            Io::Out { inputs, .. } => inputs.len(),
-            Io::InPlace { rest, .. } => 1 + rest.len(),
-        }
-    }
-
     fn len(&self) -> usize {
         match self {
-            Io::Out { out, .. } => out.len(),
+            Io::Out { inputs, outputs } => outputs
+                .first()
+                .map(|o| o.len())
+                .or_else(|| inputs.first().map(|i| i.len()))
+                .unwrap_or(0),
             Io::InPlace { data, .. } => data.len(),
         }
     }
@@ -745,15 +948,22 @@ impl Io<'_, '_> {
         }
     }
 
-    fn output(&mut self, range: std::ops::Range<usize>) -> &mut [f32] {
+    fn output(&mut self, j: usize, range: std::ops::Range<usize>) -> &mut [f32] {
         match self {
-            Io::Out { out, .. } => &mut out[range],
+            Io::Out { outputs, .. } => &mut outputs[j][range],
             Io::InPlace { data, .. } => &mut data[range],
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        match self {
+            Io::Out { outputs, .. } => outputs.len(),
+            Io::InPlace { .. } => 1,
         }
     }
 }
 
-/// Waits for `lane`'s pending chunk, if any, and copies it into its output range.
+/// Waits for `lane`'s pending chunk, if any, and copies its outputs into their ranges.
 fn finish(lane: &mut Lane, io: &mut Io<'_, '_>) -> Result<()> {
     let Some(range) = lane.pending.take() else {
         return Ok(());
@@ -766,7 +976,9 @@ fn finish(lane: &mut Lane, io: &mut Io<'_, '_>) -> Result<()> {
         .as_slice()
         .map_err(|e| backend_error("staging buffer", e))?;
     let len = range.len();
-    par_copy(io.output(range), &down[..len]);
+    for j in 0..io.outputs() {
+        par_copy(io.output(j, range.clone()), &down[j * len..(j + 1) * len]);
+    }
     Ok(())
 }
 

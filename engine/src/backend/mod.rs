@@ -7,6 +7,7 @@
 //! `engine::conformance`, the one suite run against every backend (`engine/tests/conformance.rs`,
 //! `constellation conformance`).
 
+pub mod chain;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda_backend;
@@ -22,6 +23,7 @@ use kernels::scale::Scaling;
 
 use crate::error::{EngineError, Result};
 
+pub use chain::{Chain, ChainOp};
 #[cfg(feature = "cuda")]
 pub use cuda_backend::{CudaBackend, CudaOptions};
 #[cfg(feature = "wgpu")]
@@ -298,6 +300,75 @@ impl Backend {
             Backend::Wgpu(w) => w.savi(nir, red, l, out),
             #[cfg(feature = "cuda")]
             Backend::Cuda(c) => c.savi(nir, red, l, out),
+        }
+    }
+
+    /// Runs an element-wise [`Chain`] over `inputs` (one plane per chain input, all of one
+    /// length) and returns its output planes. CUDA keeps every intermediate plane on the device
+    /// (one upload, one download per chunk); the CPU and wgpu run the ops one by one.
+    pub fn run_chain(&self, chain: &Chain, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        if !self.fuses_chains() {
+            return chain::run_on_host(self, chain, inputs);
+        }
+        let len = chain.check_inputs(inputs)?;
+        let mut outputs = vec![vec![0.0f32; len]; chain.outputs().len()];
+        let mut refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        self.run_chain_into(chain, inputs, &mut refs)?;
+        Ok(outputs)
+    }
+
+    /// [`run_chain`](Self::run_chain) into caller-owned output planes, one per chain output,
+    /// each as long as the inputs.
+    pub fn run_chain_into(
+        &self,
+        chain: &Chain,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let len = chain.check_inputs(inputs)?;
+        if outputs.len() != chain.outputs().len() {
+            return Err(EngineError::InvalidInput(format!(
+                "element-wise chain: {} output planes given, {} expected",
+                outputs.len(),
+                chain.outputs().len()
+            )));
+        }
+        for out in outputs.iter() {
+            kernels::error::check_len("element-wise chain output", len, out.len())?;
+        }
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(c) => c.run_chain_into(chain, inputs, outputs),
+            _ => {
+                let planes = chain::run_on_host(self, chain, inputs)?;
+                for (out, plane) in outputs.iter_mut().zip(planes) {
+                    out.copy_from_slice(&plane);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether [`run_chain`](Self::run_chain) keeps a chain's intermediate planes on the device
+    /// (one upload and one download) rather than running it op by op.
+    pub fn fuses_chains(&self) -> bool {
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Pixels worth packing into one call: tiles are batched up to this many pixels, so a
+    /// device sees calls big enough to keep its transfers busy; `None` for the CPU, which
+    /// gains nothing from packing tiles.
+    pub fn batch_px(&self) -> Option<usize> {
+        match self {
+            Backend::Cpu => None,
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(_) => Some(1 << 22),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => Some(1 << 22),
         }
     }
 

@@ -169,7 +169,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let worker_args = WorkerArgs {
-        batch: 8,
+        batch: None,
         lease_secs: 30.0,
         backend: args.backend,
         threads: Some(threads),

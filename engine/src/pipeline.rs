@@ -6,16 +6,20 @@
 //!
 //! The element-wise steps (scale, mask, the indices and expressions) run on the [`Backend`]
 //! given to [`Prepared::run_tile_on`]; stencils (convolve, terrain) and pansharpening always run
-//! on the CPU kernels for now.
+//! on the CPU kernels for now. On a device backend the recipe's leading element-wise steps run
+//! as one fused [`Chain`] (inputs uploaded once, intermediates kept on the device), and
+//! [`Prepared::run_tiles_on`] packs many tiles into that one call; on the CPU every step runs in
+//! place, one tile at a time, as the reference.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kernels::convolve::convolve;
 use kernels::plane::Plane;
 use kernels::terrain::{aspect, hillshade, slope, SlopeUnits, TerrainParams};
 
-use crate::backend::{Backend, ExprKernel};
+use crate::backend::{Backend, Chain, ChainOp, ExprKernel};
 use crate::error::{EngineError, Result};
 use crate::recipe::{Recipe, Step};
 
@@ -37,11 +41,33 @@ pub struct GridFacts {
     pub scale: f64,
 }
 
+/// One tile's input to [`Prepared::run_tiles_on`]: its inner window's size and its bands by role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileInput {
+    pub width_px: usize,
+    pub height_px: usize,
+    pub planes: HashMap<String, TilePlane>,
+}
+
 /// A recipe made ready to run: expressions parsed, typed and compiled once.
 #[derive(Debug)]
 pub struct Prepared {
     pub recipe: Recipe,
-    compiled: Vec<Option<(ExprKernel, Vec<String>)>>,
+    compiled: Vec<Option<(Arc<ExprKernel>, Vec<String>)>>,
+    fused: Option<Fused>,
+}
+
+/// The recipe's leading element-wise steps as one [`Chain`], with the plane names it takes and
+/// gives back.
+#[derive(Debug)]
+struct Fused {
+    /// How many leading steps the chain replaces.
+    steps: usize,
+    /// The planes passed in, in the chain's input order.
+    inputs: Vec<String>,
+    /// The planes given back (those a later step or an output needs), in output order.
+    outputs: Vec<String>,
+    chain: Chain,
 }
 
 impl Prepared {
@@ -53,7 +79,7 @@ impl Prepared {
             compiled.push(match step {
                 Step::Expr { text, .. } => {
                     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                    Some((ExprKernel::parse(text, &refs)?, names.clone()))
+                    Some((Arc::new(ExprKernel::parse(text, &refs)?), names.clone()))
                 }
                 _ => None,
             });
@@ -67,7 +93,17 @@ impl Prepared {
                 )));
             }
         }
-        Ok(Self { recipe, compiled })
+        let fused = fuse(&recipe, &compiled)?;
+        Ok(Self {
+            recipe,
+            compiled,
+            fused,
+        })
+    }
+
+    /// How many leading steps run as one fused chain on a device backend (0 when none do).
+    pub fn fused_steps(&self) -> usize {
+        self.fused.as_ref().map_or(0, |f| f.steps)
     }
 
     /// Runs the recipe on one tile whose inner window is `width_px` × `height_px`. `planes`
@@ -89,11 +125,160 @@ impl Prepared {
         backend: &Backend,
         width_px: usize,
         height_px: usize,
+        planes: HashMap<String, TilePlane>,
+        grid: &GridFacts,
+    ) -> Result<Vec<Vec<f32>>> {
+        let tile = TileInput {
+            width_px,
+            height_px,
+            planes,
+        };
+        match self.run_tiles_on(backend, vec![tile], grid).pop() {
+            Some(result) => result,
+            None => Err(EngineError::Backend("a tile went missing".into())),
+        }
+    }
+
+    /// Runs the recipe on many tiles, returning each tile's outputs (or its error) in order.
+    /// On a device backend, tiles whose fused inputs share one halo go through the fused chain
+    /// together, packed end to end into one call; on the CPU each tile runs step by step.
+    pub fn run_tiles_on(
+        &self,
+        backend: &Backend,
+        tiles: Vec<TileInput>,
+        grid: &GridFacts,
+    ) -> Vec<Result<Vec<Vec<f32>>>> {
+        if matches!(backend, Backend::Cpu) {
+            return tiles
+                .into_iter()
+                .map(|t| self.run_steps(backend, 0, t.width_px, t.height_px, t.planes, grid))
+                .collect();
+        }
+        self.run_tiles_fused(backend, tiles, grid)
+    }
+
+    /// [`run_tiles_on`](Self::run_tiles_on) through the fused chain on any backend, the CPU
+    /// included (which checks the chain against the step-by-step reference).
+    pub fn run_tiles_fused(
+        &self,
+        backend: &Backend,
+        tiles: Vec<TileInput>,
+        grid: &GridFacts,
+    ) -> Vec<Result<Vec<Vec<f32>>>> {
+        let Some(fused) = self.fused.as_ref() else {
+            return tiles
+                .into_iter()
+                .map(|t| self.run_steps(backend, 0, t.width_px, t.height_px, t.planes, grid))
+                .collect();
+        };
+        let halo_of = |t: &TileInput| -> Option<usize> {
+            let mut halos = fused
+                .inputs
+                .iter()
+                .map(|n| t.planes.get(n).map(|p| p.halo_px));
+            let first = halos.next()??;
+            halos.all(|h| h == Some(first)).then_some(first)
+        };
+        // Tiles the chain cannot take (mismatched halos or a missing plane) run step by step,
+        // and report their own errors.
+        let mut results: Vec<Option<Result<Vec<Vec<f32>>>>> = Vec::with_capacity(tiles.len());
+        let mut packed: Vec<(usize, TileInput, usize)> = Vec::new();
+        for (i, tile) in tiles.into_iter().enumerate() {
+            match halo_of(&tile) {
+                Some(halo) => {
+                    results.push(None);
+                    packed.push((i, tile, halo));
+                }
+                None => results.push(Some(self.run_steps(
+                    backend,
+                    0,
+                    tile.width_px,
+                    tile.height_px,
+                    tile.planes,
+                    grid,
+                ))),
+            }
+        }
+        if packed.is_empty() {
+            return results.into_iter().flatten().collect();
+        }
+        // Each input plane of every packed tile, end to end.
+        let lens: Vec<usize> = packed
+            .iter()
+            .map(|(_, t, h)| (t.width_px + 2 * h) * (t.height_px + 2 * h))
+            .collect();
+        let total: usize = lens.iter().sum();
+        let mut inputs = Vec::with_capacity(fused.inputs.len());
+        for name in &fused.inputs {
+            let mut plane = Vec::with_capacity(total);
+            for (_, tile, _) in &mut packed {
+                // Present: `halo_of` checked every input.
+                if let Some(p) = tile.planes.remove(name) {
+                    plane.extend_from_slice(&p.data);
+                }
+            }
+            inputs.push(plane);
+        }
+        let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let ran = inputs
+            .iter()
+            .all(|p| p.len() == total)
+            .then(|| backend.run_chain(&fused.chain, &refs));
+        match ran {
+            Some(Ok(outputs)) => {
+                let mut offset = 0;
+                for ((i, mut tile, halo), len) in packed.into_iter().zip(lens) {
+                    for (name, plane) in fused.outputs.iter().zip(&outputs) {
+                        tile.planes.insert(
+                            name.clone(),
+                            TilePlane {
+                                halo_px: halo,
+                                data: plane[offset..offset + len].to_vec(),
+                            },
+                        );
+                    }
+                    offset += len;
+                    results[i] = Some(self.run_steps(
+                        backend,
+                        fused.steps,
+                        tile.width_px,
+                        tile.height_px,
+                        tile.planes,
+                        grid,
+                    ));
+                }
+            }
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "a tile's planes do not match its window".to_string(),
+                };
+                for (i, _, _) in packed {
+                    results[i] = Some(Err(EngineError::Backend(why.clone())));
+                }
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Runs the steps from `first_step` on, each on `backend` where it is element-wise.
+    fn run_steps(
+        &self,
+        backend: &Backend,
+        first_step: usize,
+        width_px: usize,
+        height_px: usize,
         mut planes: HashMap<String, TilePlane>,
         grid: &GridFacts,
     ) -> Result<Vec<Vec<f32>>> {
         let dims = |halo: usize| (width_px + 2 * halo, height_px + 2 * halo);
-        for (step, compiled) in self.recipe.steps.iter().zip(&self.compiled) {
+        for (step, compiled) in self
+            .recipe
+            .steps
+            .iter()
+            .zip(&self.compiled)
+            .skip(first_step)
+        {
             match step {
                 Step::Scale {
                     planes: names,
@@ -276,6 +461,194 @@ fn terrain_params(grid: &GridFacts, z_factor: f64) -> TerrainParams {
         z_factor,
         scale: grid.scale,
     }
+}
+
+/// Whether a step is element-wise and runs on the backend (so it can join a fused chain).
+fn is_element_wise(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Scale { .. }
+            | Step::Mask { .. }
+            | Step::NormalizedDifference { .. }
+            | Step::Evi { .. }
+            | Step::Savi { .. }
+            | Step::Expr { .. }
+    )
+}
+
+/// The names a step reads: for an expression, the bands it uses, or with `bound` every name
+/// it was bound against (the step-by-step path crops each of them).
+fn step_reads<'a>(
+    step: &'a Step,
+    compiled: Option<&'a (Arc<ExprKernel>, Vec<String>)>,
+    bound: bool,
+) -> Vec<&'a str> {
+    match step {
+        Step::Scale { planes, .. } => planes.iter().map(String::as_str).collect(),
+        Step::Mask { planes, qa, .. } => planes
+            .iter()
+            .map(String::as_str)
+            .chain([qa.as_str()])
+            .collect(),
+        Step::NormalizedDifference { a, b, .. } => vec![a, b],
+        Step::Evi { nir, red, blue, .. } => vec![nir, red, blue],
+        Step::Savi { nir, red, .. } => vec![nir, red],
+        Step::Expr { .. } if bound => compiled.map_or_else(Vec::new, |(_, names)| {
+            names.iter().map(String::as_str).collect()
+        }),
+        Step::Expr { .. } => compiled.map_or_else(Vec::new, |(kernel, names)| {
+            kernel
+                .typed()
+                .bands_used()
+                .into_iter()
+                .filter_map(|b| names.get(b).map(String::as_str))
+                .collect()
+        }),
+        Step::Convolve { input, .. } => vec![input],
+        Step::Hillshade { dem, .. } | Step::Slope { dem, .. } | Step::Aspect { dem, .. } => {
+            vec![dem]
+        }
+        Step::Pansharpen { pan, ms, .. } => std::iter::once(pan.as_str())
+            .chain(ms.iter().map(String::as_str))
+            .collect(),
+    }
+}
+
+/// The recipe's leading element-wise steps as one chain, or `None` when it starts otherwise.
+fn fuse(
+    recipe: &Recipe,
+    compiled: &[Option<(Arc<ExprKernel>, Vec<String>)>],
+) -> Result<Option<Fused>> {
+    let steps = recipe
+        .steps
+        .iter()
+        .take_while(|s| is_element_wise(s))
+        .count();
+    let prefix = || recipe.steps.iter().zip(compiled).take(steps);
+    // Inputs: every name the prefix reads before writing it, in first-read order.
+    let mut inputs: Vec<String> = Vec::new();
+    let mut written: Vec<&str> = Vec::new();
+    for (step, c) in prefix() {
+        for name in step_reads(step, c.as_ref(), false) {
+            if !written.contains(&name) && !inputs.iter().any(|i| i == name) {
+                inputs.push(name.to_string());
+            }
+        }
+        written.extend(step_outputs(step));
+    }
+    if steps == 0 || inputs.is_empty() {
+        return Ok(None);
+    }
+    let mut current: HashMap<String, usize> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), i))
+        .collect();
+    let mut ops = Vec::new();
+    let plane = |current: &HashMap<String, usize>, name: &str| {
+        current.get(name).copied().ok_or_else(|| missing(name))
+    };
+    for (step, c) in prefix() {
+        let next = inputs.len() + ops.len();
+        match step {
+            Step::Scale { planes, scaling } => {
+                for name in planes {
+                    let src = plane(&current, name)?;
+                    current.insert(name.clone(), inputs.len() + ops.len());
+                    ops.push(ChainOp::Scale {
+                        src,
+                        scaling: *scaling,
+                    });
+                }
+            }
+            Step::Mask { planes, qa, rule } => {
+                for name in planes {
+                    let (src, qa) = (plane(&current, name)?, plane(&current, qa)?);
+                    current.insert(name.clone(), inputs.len() + ops.len());
+                    ops.push(ChainOp::Mask {
+                        src,
+                        qa,
+                        rule: rule.clone(),
+                    });
+                }
+            }
+            Step::NormalizedDifference { a, b, out } => {
+                ops.push(ChainOp::NormalizedDifference {
+                    a: plane(&current, a)?,
+                    b: plane(&current, b)?,
+                });
+                current.insert(out.clone(), next);
+            }
+            Step::Evi {
+                nir,
+                red,
+                blue,
+                out,
+            } => {
+                ops.push(ChainOp::Evi {
+                    nir: plane(&current, nir)?,
+                    red: plane(&current, red)?,
+                    blue: plane(&current, blue)?,
+                });
+                current.insert(out.clone(), next);
+            }
+            Step::Savi { nir, red, l, out } => {
+                ops.push(ChainOp::Savi {
+                    nir: plane(&current, nir)?,
+                    red: plane(&current, red)?,
+                    l: *l,
+                });
+                current.insert(out.clone(), next);
+            }
+            Step::Expr { out, .. } => {
+                let Some((kernel, names)) = c else {
+                    return Err(EngineError::InvalidInput("expression not compiled".into()));
+                };
+                // Bands the expression does not read are bound to plane 0: never read.
+                let used = kernel.typed().bands_used();
+                let bands = names
+                    .iter()
+                    .enumerate()
+                    .map(|(b, n)| {
+                        if used.contains(&b) {
+                            plane(&current, n)
+                        } else {
+                            Ok(0)
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                ops.push(ChainOp::Expr {
+                    kernel: Arc::clone(kernel),
+                    bands,
+                });
+                current.insert(out.clone(), next);
+            }
+            _ => {}
+        }
+    }
+    // Outputs: every plane a later step or a recipe output reads.
+    let mut needed: Vec<&str> = Vec::new();
+    for (step, c) in recipe.steps.iter().zip(compiled).skip(steps) {
+        needed.extend(step_reads(step, c.as_ref(), true));
+    }
+    needed.extend(recipe.outputs.iter().map(|o| o.plane.as_str()));
+    let mut outputs: Vec<String> = Vec::new();
+    for name in needed {
+        if current.contains_key(name) && !outputs.iter().any(|o| o == name) {
+            outputs.push(name.to_string());
+        }
+    }
+    let chain = Chain::new(
+        inputs.len(),
+        ops,
+        outputs.iter().map(|n| current[n.as_str()]).collect(),
+    )?;
+    Ok(Some(Fused {
+        steps,
+        inputs,
+        outputs,
+        chain,
+    }))
 }
 
 /// The names a step writes.

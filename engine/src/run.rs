@@ -16,7 +16,7 @@ use crate::io::cog::{BandMeta, CogWriter, Compression};
 use crate::io::footprint::Footprinter;
 use crate::io::read::SceneReader;
 use crate::io::scene::Scene;
-use crate::pipeline::{GridFacts, Prepared, TilePlane};
+use crate::pipeline::{GridFacts, Prepared, TileInput, TilePlane};
 use crate::stac::{self, StacBand};
 use crate::tiling::TilePlan;
 
@@ -131,7 +131,8 @@ pub fn run(
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let workers = opts.workers.clamp(1, plan.len().max(1));
-    let (tx, rx) = mpsc::sync_channel::<Result<TileResult>>(workers * 2);
+    let batch = batch_tiles(&opts.backend, opts.tile_px);
+    let (tx, rx) = mpsc::sync_channel::<Result<TileResult>>(workers * 2 * batch);
     let mut totals: Vec<Stats> = vec![Stats::EMPTY; recipe.outputs.len()];
     let mut hists = empty_hists.clone();
     let outcome: Result<()> = std::thread::scope(|s| {
@@ -150,24 +151,28 @@ pub fn run(
                     }
                 };
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= plan.len() || abort.load(Ordering::Relaxed) {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    if first >= plan.len() || abort.load(Ordering::Relaxed) {
                         return;
                     }
-                    let tile = plan.tile(i);
-                    let result = compute_tile(
+                    let windows: Vec<Window> = (first..(first + batch).min(plan.len()))
+                        .map(|i| plan.tile(i).window)
+                        .collect();
+                    let results = compute_tiles(
                         prepared,
                         &opts.backend,
                         &reader,
-                        tile.window,
+                        &windows,
                         halo_px,
                         &facts,
                         empty_hists,
                     );
-                    let failed = result.is_err();
-                    if tx.send(result).is_err() || failed {
-                        abort.store(true, Ordering::Relaxed);
-                        return;
+                    for result in results {
+                        let failed = result.is_err();
+                        if tx.send(result).is_err() || failed {
+                            abort.store(true, Ordering::Relaxed);
+                            return;
+                        }
                     }
                 }
             });
@@ -330,6 +335,58 @@ pub(crate) fn publish(out: Outputs<'_>, footprinter: &Footprinter) -> Result<Run
     })
 }
 
+/// Tiles of `tile_px` packed into one backend call: enough to fill the backend's preferred
+/// call size (one for the CPU), at most 256.
+pub fn batch_tiles(backend: &Backend, tile_px: usize) -> usize {
+    backend
+        .batch_px()
+        .map_or(1, |px| (px / (tile_px * tile_px).max(1)).clamp(1, 256))
+}
+
+/// Reads and computes the tiles over `windows`, packed into one backend call where the backend
+/// gains from it; each tile's result (or its own error) in order.
+pub(crate) fn compute_tiles(
+    prepared: &Prepared,
+    backend: &Backend,
+    reader: &SceneReader<'_>,
+    windows: &[Window],
+    halo_px: usize,
+    facts: &GridFacts,
+    empty_hists: &[Option<Histogram>],
+) -> Vec<Result<TileResult>> {
+    let read = |window: &Window| -> Result<TileInput> {
+        let read_window = window.with_halo(halo_px);
+        let mut planes = HashMap::new();
+        for (i, band) in prepared.recipe.bands.iter().enumerate() {
+            let data = reader.read(i, read_window)?;
+            planes.insert(band.role.clone(), TilePlane { halo_px, data });
+        }
+        Ok(TileInput {
+            width_px: window.width_px,
+            height_px: window.height_px,
+            planes,
+        })
+    };
+    let mut results: Vec<Option<Result<TileResult>>> = Vec::with_capacity(windows.len());
+    let mut inputs = Vec::new();
+    let mut at = Vec::new();
+    for (i, window) in windows.iter().enumerate() {
+        match read(window) {
+            Ok(tile) => {
+                results.push(None);
+                inputs.push(tile);
+                at.push(i);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    let computed = prepared.run_tiles_on(backend, inputs, facts);
+    for (i, bands) in at.into_iter().zip(computed) {
+        results[i] = Some(bands.map(|bands| tile_result(windows[i], bands, empty_hists)));
+    }
+    results.into_iter().flatten().collect()
+}
+
 pub(crate) fn compute_tile(
     prepared: &Prepared,
     backend: &Backend,
@@ -339,13 +396,26 @@ pub(crate) fn compute_tile(
     facts: &GridFacts,
     empty_hists: &[Option<Histogram>],
 ) -> Result<TileResult> {
-    let read_window = window.with_halo(halo_px);
-    let mut planes = HashMap::new();
-    for (i, band) in prepared.recipe.bands.iter().enumerate() {
-        let data = reader.read(i, read_window)?;
-        planes.insert(band.role.clone(), TilePlane { halo_px, data });
-    }
-    let bands = prepared.run_tile_on(backend, window.width_px, window.height_px, planes, facts)?;
+    let mut results = compute_tiles(
+        prepared,
+        backend,
+        reader,
+        &[window],
+        halo_px,
+        facts,
+        empty_hists,
+    );
+    results
+        .pop()
+        .unwrap_or_else(|| Err(EngineError::Backend("a tile went missing".into())))
+}
+
+/// A computed tile with its statistics and histograms.
+fn tile_result(
+    window: Window,
+    bands: Vec<Vec<f32>>,
+    empty_hists: &[Option<Histogram>],
+) -> TileResult {
     let stats = bands.iter().map(|b| kernels::stats::stats(b)).collect();
     let hists = empty_hists
         .iter()
@@ -357,12 +427,12 @@ pub(crate) fn compute_tile(
             })
         })
         .collect();
-    Ok(TileResult {
+    TileResult {
         window,
         bands,
         stats,
         hists,
-    })
+    }
 }
 
 /// The output stem (`<scene id>_<recipe>`), the COG path and the STAC Item path.

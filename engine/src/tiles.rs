@@ -74,6 +74,34 @@ impl TileRunner {
         Ok(tile.bands)
     }
 
+    /// Tiles packed into one backend call on this runner's backend, for tiles of `tile_px`.
+    pub fn batch_tiles(&self, tile_px: usize) -> usize {
+        run::batch_tiles(&self.backend, tile_px)
+    }
+
+    /// Compute the tiles over each window, packed into one backend call where the backend gains
+    /// from it, and write each as the piece at its path; each tile's own outcome, in order.
+    pub fn compute_pieces(
+        &self,
+        reader: &SceneReader<'_>,
+        pieces: &[(Window, PathBuf)],
+    ) -> Vec<Result<()>> {
+        let windows: Vec<Window> = pieces.iter().map(|(w, _)| *w).collect();
+        run::compute_tiles(
+            &self.prepared,
+            &self.backend,
+            reader,
+            &windows,
+            self.prepared.recipe.halo_px(),
+            &self.facts,
+            &[],
+        )
+        .into_iter()
+        .zip(pieces)
+        .map(|(tile, (window, path))| tile.and_then(|t| write_piece(path, *window, &t.bands)))
+        .collect()
+    }
+
     /// Compute the tile over `window` and write it as the piece at `path`.
     pub fn compute_piece(
         &self,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::backend::{Backend, ExprKernel};
+use engine::backend::{Backend, Chain, ChainOp, ExprKernel};
 use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
 use serde_json::{json, Value};
@@ -168,6 +168,49 @@ fn call(
     }
 }
 
+/// The Landsat NDVI chain: both bands scaled and masked, then the normalized difference.
+fn landsat_ndvi_chain() -> engine::Result<Chain> {
+    let scale = |src| ChainOp::Scale {
+        src,
+        scaling: Scaling::LANDSAT_C2_L2_SR,
+    };
+    let mask = |src| ChainOp::Mask {
+        src,
+        qa: 2,
+        rule: MaskRule::landsat_default(),
+    };
+    Chain::new(
+        3,
+        vec![
+            scale(0),
+            scale(1),
+            mask(3),
+            mask(4),
+            ChainOp::NormalizedDifference { a: 6, b: 5 },
+        ],
+        vec![7],
+    )
+}
+
+/// The names of the two ways the NDVI chain is measured.
+pub const CHAIN_FUSED: &str = "ndvi chain, fused";
+pub const CHAIN_STEPS: &str = "ndvi chain, step by step";
+
+/// One call of the NDVI chain over red `a`, nir `b` and quality `qa`: fused (one backend call,
+/// intermediates kept on a device) or step by step (five calls, each a round trip; in place
+/// on the same planes every call, as the scale and mask rows are).
+fn chain_call(backend: &Backend, chain: &Chain, p: &mut Planes, fused: bool) -> engine::Result<()> {
+    if fused {
+        return backend.run_chain_into(chain, &[&p.a, &p.b, &p.qa], &mut [&mut p.out]);
+    }
+    let rule = MaskRule::landsat_default();
+    backend.scale_in_place(&mut p.a, Scaling::LANDSAT_C2_L2_SR)?;
+    backend.scale_in_place(&mut p.b, Scaling::LANDSAT_C2_L2_SR)?;
+    backend.apply_mask(&mut p.a, &p.qa, &rule)?;
+    backend.apply_mask(&mut p.b, &p.qa, &rule)?;
+    backend.normalized_difference(&p.b, &p.a, &mut p.out)
+}
+
 /// Measures every element-wise kernel on `backend` for each tile size and batch, at least
 /// `min_time` per repetition, best of `reps`.
 pub fn measure(
@@ -234,6 +277,57 @@ pub fn measure(
             }
         }
     }
+    // The NDVI chain: three planes in, one out (16 bytes a pixel), fused and step by step.
+    // The fused row only where the backend fuses (elsewhere a chain runs op by op anyway).
+    let chain = landsat_ndvi_chain()?;
+    let ways: &[(&str, bool)] = if backend.fuses_chains() {
+        &[(CHAIN_FUSED, true), (CHAIN_STEPS, false)]
+    } else {
+        &[(CHAIN_STEPS, false)]
+    };
+    for &(name, fused) in ways {
+        for &tile_px in tiles_px {
+            for &batch in batches {
+                let px = tile_px * tile_px * batch;
+                let mut planes = Planes::new(px);
+                chain_call(backend, &chain, &mut planes, fused)?;
+                let mut best = 0.0f64;
+                for _ in 0..reps.max(1) {
+                    let start = Instant::now();
+                    let mut calls = 0u64;
+                    while start.elapsed() < min_time || calls == 0 {
+                        chain_call(backend, &chain, &mut planes, fused)?;
+                        calls += 1;
+                    }
+                    best = best.max(px as f64 * calls as f64 / start.elapsed().as_secs_f64());
+                }
+                let share_of_transfer =
+                    limits.map(|l| (12.0 / l.h2d_bytes_per_s).max(4.0 / l.d2h_bytes_per_s) * best);
+                eprintln!(
+                    "{:5} {name:26} tile {tile_px:4} batch {batch:3}: host {:8.0} Mpx/s",
+                    report.backend,
+                    best / 1e6
+                );
+                report.rows.push(DeviceRow {
+                    kernel: name.to_string(),
+                    tile_px,
+                    batch,
+                    host_mpx_per_s: best / 1e6,
+                    host_bytes_per_s: best * 16.0,
+                    share_of_transfer,
+                    resident_mpx_per_s: None,
+                    resident_bytes_per_s: None,
+                    share_of_device_copy: None,
+                });
+            }
+        }
+    }
+    report.notes.push(format!(
+        "{CHAIN_STEPS}: scale and mask on red and nir, then the normalized difference, as five \
+         backend calls (on a device, each a round trip); {CHAIN_FUSED} (on backends that fuse): \
+         the same five kernels as one call, one upload and one download a chunk, intermediates \
+         on the device. Both count 16 bytes a pixel (three planes in, one out)."
+    ));
     Ok(report)
 }
 
@@ -328,7 +422,9 @@ mod tests {
     fn the_cpu_backend_measures_every_kernel() {
         let report = measure(&Backend::Cpu, &[64], &[2], Duration::from_millis(1), 1)
             .expect("cpu runs every kernel");
-        assert_eq!(report.rows.len(), KERNELS.len());
+        assert_eq!(report.rows.len(), KERNELS.len() + 1);
+        assert!(report.rows.iter().any(|r| r.kernel == CHAIN_STEPS));
+        assert!(!report.rows.iter().any(|r| r.kernel == CHAIN_FUSED));
         for r in &report.rows {
             assert!(
                 r.host_mpx_per_s > 0.0 && r.host_mpx_per_s.is_finite(),

@@ -98,8 +98,10 @@ pub(crate) fn run(args: &ConformanceArgs) -> Result<ExitCode> {
         if kind == BackendKind::Cuda {
             // Again with small chunks: several per plane, so both lanes overlap, the last chunk
             // is short, and in-place kernels write back while later chunks are still packed.
+            // A 2 MiB plane budget as well: chains with many planes get smaller chunks still.
             let capped = backend::CudaBackend::new(&backend::CudaOptions {
                 max_chunk_px: Some(CAPPED_CHUNK_PX),
+                max_device_bytes: Some(2 << 20),
                 ..Default::default()
             });
             match capped {

@@ -17,8 +17,12 @@ use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
 use serde_json::{json, Value};
 
-use crate::backend::{Backend, ExprKernel};
-use crate::error::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{Backend, Chain, ChainOp, ExprKernel};
+use crate::error::{EngineError, Result};
+use crate::pipeline::{GridFacts, Prepared, TileInput, TilePlane};
 
 /// Poison written into outputs before a run: finite, and no kernel's plausible result.
 pub const POISON: f32 = -1234.5677;
@@ -419,6 +423,8 @@ pub fn run_with(
     suite.apply_mask(len);
     suite.indices(len);
     suite.expressions(len);
+    suite.chains(len);
+    suite.recipes();
     suite.refusals();
     if opts.big_plane {
         suite.big_plane();
@@ -589,6 +595,201 @@ impl<F: FnMut(&CaseResult)> Suite<'_, F> {
                     Outcome::Failed(format!("the expression does not parse: {e}")),
                 ),
             }
+        }
+    }
+
+    /// Fused element-wise chains: each output of a chain run in one call, against the same
+    /// chain run op by op on the CPU. One chain is a Landsat NDVI (scale, mask, index), one
+    /// reads planes out of order (gathered on a device), returns an input and one plane twice.
+    fn chains(&mut self, len: usize) {
+        let landsat = {
+            let ops = vec![
+                ChainOp::Scale {
+                    src: 0,
+                    scaling: Scaling::LANDSAT_C2_L2_SR,
+                },
+                ChainOp::Scale {
+                    src: 1,
+                    scaling: Scaling::LANDSAT_C2_L2_SR,
+                },
+                ChainOp::Mask {
+                    src: 3,
+                    qa: 2,
+                    rule: MaskRule::landsat_default(),
+                },
+                ChainOp::Mask {
+                    src: 4,
+                    qa: 2,
+                    rule: MaskRule::landsat_default(),
+                },
+                ChainOp::NormalizedDifference { a: 6, b: 5 },
+            ];
+            Chain::new(3, ops, vec![7, 5])
+        };
+        let gathered = (|| -> Result<Chain> {
+            let nd = Arc::new(ExprKernel::parse("(a - b) / (a + b)", &EXPRESSION_BANDS)?);
+            let pick = Arc::new(ExprKernel::parse(
+                "where(c > 0.5, a, b)",
+                &EXPRESSION_BANDS,
+            )?);
+            let ops = vec![
+                // Reads planes 2 and 0: gathered.
+                ChainOp::Expr {
+                    kernel: nd,
+                    bands: vec![2, 0, 1],
+                },
+                ChainOp::Mask {
+                    src: 4,
+                    qa: 3,
+                    rule: MaskRule::landsat_default(),
+                },
+                ChainOp::Expr {
+                    kernel: pick,
+                    bands: vec![5, 1, 0],
+                },
+                // Planes 0, 1, 2: read in place.
+                ChainOp::Evi {
+                    nir: 0,
+                    red: 1,
+                    blue: 2,
+                },
+            ];
+            Chain::new(4, ops, vec![6, 7, 1, 5, 6])
+        })();
+        let values = random_planes(self.seed, 6, 3, len, Rng::value);
+        let qa = random_planes(self.seed, 7, 1, len, Rng::qa).remove(0);
+        let landsat_in: Vec<&[f32]> = vec![&values[0], &values[1], &qa];
+        let gathered_in: Vec<&[f32]> = vec![&values[0], &values[1], &values[2], &qa];
+        let cases = [
+            (
+                "landsat ndvi",
+                landsat,
+                landsat_in,
+                vec![Tolerance::ONE_DIVISION, Tolerance::EXACT],
+            ),
+            (
+                "gathered",
+                gathered,
+                gathered_in,
+                vec![
+                    Tolerance::ONE_DIVISION,
+                    Tolerance::ONE_DIVISION,
+                    Tolerance::EXACT,
+                    Tolerance::ONE_DIVISION,
+                    Tolerance::ONE_DIVISION,
+                ],
+            ),
+        ];
+        for (name, chain, inputs, tolerances) in cases {
+            let chain = match chain {
+                Ok(c) => c,
+                Err(e) => {
+                    self.push(
+                        format!("chain {name}"),
+                        "—".into(),
+                        Outcome::Failed(format!("the chain does not build: {e}")),
+                    );
+                    continue;
+                }
+            };
+            for (j, tol) in tolerances.into_iter().enumerate() {
+                self.check(
+                    format!("chain {name} output {j}"),
+                    &inputs,
+                    tol,
+                    &|be, i, out| {
+                        let outputs = be.run_chain(&chain, i)?;
+                        out.copy_from_slice(&outputs[j]);
+                        Ok(())
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whole recipes (every element-wise one in the catalog) over a batch of tiles of mixed
+    /// sizes packed into one call, against each tile run step by step on the CPU.
+    fn recipes(&mut self) {
+        // Sizes that split a capped device's chunks mid-tile, and a one-pixel tile.
+        const TILES: [(usize, usize); 5] = [(61, 17), (1, 1), (256, 200), (7, 300), (128, 96)];
+        let total: usize = TILES.iter().map(|(w, h)| w * h).sum();
+        let grid = GridFacts {
+            pixel_width: 30.0,
+            pixel_height: 30.0,
+            scale: 1.0,
+        };
+        let recipes = match crate::recipe::catalog(&crate::recipe::Params::new()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.push(
+                    "recipes".into(),
+                    "—".into(),
+                    Outcome::Failed(format!("the catalog does not load: {e}")),
+                );
+                return;
+            }
+        };
+        for (k, recipe) in recipes.into_iter().enumerate() {
+            if recipe.halo_px() != 0 || recipe.outputs.len() != 1 {
+                continue;
+            }
+            let name = format!("recipe {} over {} tiles", recipe.name, TILES.len());
+            let prepared = match Prepared::new(recipe) {
+                Ok(p) if p.fused_steps() == p.recipe.steps.len() => p,
+                Ok(_) => continue,
+                Err(e) => {
+                    self.push(
+                        name,
+                        "—".into(),
+                        Outcome::Failed(format!("the recipe does not prepare: {e}")),
+                    );
+                    continue;
+                }
+            };
+            let roles: Vec<String> = prepared.recipe.roles().map(str::to_string).collect();
+            let planes: Vec<Vec<f32>> = roles
+                .iter()
+                .enumerate()
+                .map(|(r, role)| {
+                    let salt = 100 + 10 * k as u64 + r as u64;
+                    let draw = if matches!(role.as_str(), "qa" | "scl" | "bqa") {
+                        Rng::qa
+                    } else {
+                        Rng::value
+                    };
+                    random_planes(self.seed, salt, 1, total, draw).remove(0)
+                })
+                .collect();
+            let inputs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+            self.check(name, &inputs, Tolerance::ONE_DIVISION, &|be, i, out| {
+                let mut tiles = Vec::with_capacity(TILES.len());
+                let mut offset = 0;
+                for (w, h) in TILES {
+                    let planes: HashMap<String, TilePlane> = roles
+                        .iter()
+                        .zip(i)
+                        .map(|(role, p)| {
+                            let data = p[offset..offset + w * h].to_vec();
+                            (role.clone(), TilePlane { halo_px: 0, data })
+                        })
+                        .collect();
+                    tiles.push(TileInput {
+                        width_px: w,
+                        height_px: h,
+                        planes,
+                    });
+                    offset += w * h;
+                }
+                let mut at = 0;
+                for tile in prepared.run_tiles_on(be, tiles, &grid) {
+                    let band = tile?.into_iter().next().ok_or_else(|| {
+                        EngineError::Backend("a recipe tile came back with no band".into())
+                    })?;
+                    out[at..at + band.len()].copy_from_slice(&band);
+                    at += band.len();
+                }
+                Ok(())
+            });
         }
     }
 
@@ -891,7 +1092,7 @@ mod tests {
     fn a_panic_or_an_error_is_a_failure() {
         let panic = guarded(|| panic!("boom")).map_err(|f| f.to_string());
         assert_eq!(panic, Err("panicked: boom".to_string()));
-        let err = guarded(|| Err(crate::EngineError::Backend("lost".into())));
+        let err = guarded(|| Err(EngineError::Backend("lost".into())));
         assert!(matches!(err, Err(Failure::Error(m)) if m.contains("lost")));
     }
 

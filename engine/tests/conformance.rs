@@ -83,6 +83,8 @@ fn candidates() -> Vec<Candidate> {
         let start = |max_chunk_px| {
             CudaBackend::new(&CudaOptions {
                 max_chunk_px,
+                // Capped runs also get a 2 MiB plane budget, so long chains take smaller chunks.
+                max_device_bytes: max_chunk_px.map(|_| 2 << 20),
                 ..CudaOptions::default()
             })
             .map(Backend::from)

@@ -494,14 +494,37 @@ impl<F: FnMut(&CaseResult)> Suite<'_, F> {
     /// Runs `call` on the CPU reference (on the inputs and on the inputs with subnormals
     /// flushed) and on the backend, and compares.
     fn check(&mut self, kernel: String, inputs: &[&[f32]], tol: Tolerance, call: Call<'_>) {
+        self.check_with(kernel, inputs, tol, call, None);
+    }
+
+    /// [`check`](Self::check), where a device that may flush subnormal values (wgpu: WGSL
+    /// permits it) may instead match `flushing`, the reference with every intermediate flushed.
+    fn check_with(
+        &mut self,
+        kernel: String,
+        inputs: &[&[f32]],
+        tol: Tolerance,
+        call: Call<'_>,
+        flushing: Option<Call<'_>>,
+    ) {
         let outcome = (|| {
             let want = self.output(&kernel, &Backend::Cpu, "the cpu reference", inputs, call)?;
             let flushed: Vec<Vec<f32>> = inputs.iter().map(|p| flush(p)).collect();
             let flushed: Vec<&[f32]> = flushed.iter().map(Vec::as_slice).collect();
             let want_flushed =
                 self.output(&kernel, &Backend::Cpu, "the cpu reference", &flushed, call)?;
+            let want_ftz = match flushing.filter(|_| self.backend.name() == "wgpu") {
+                Some(f) => Some(self.output(
+                    &kernel,
+                    &Backend::Cpu,
+                    "the flushing reference",
+                    inputs,
+                    f,
+                )?),
+                None => None,
+            };
             let got = self.output(&kernel, self.backend, self.name, inputs, call)?;
-            compare(inputs, &want, &want_flushed, &got, tol)
+            compare(inputs, &want, &want_flushed, want_ftz.as_deref(), &got, tol)
                 .map_err(|why| format!("{why}: {kernel} on {}; {}", self.name, self.replay()))
         })();
         self.push(
@@ -588,7 +611,13 @@ impl<F: FnMut(&CaseResult)> Suite<'_, F> {
         for (text, tol) in EXPRESSIONS {
             let kernel = format!("expr {text:?}");
             match ExprKernel::parse(text, &EXPRESSION_BANDS) {
-                Ok(expr) => self.check(kernel, &inputs, tol, &|be, i, out| be.expr(&expr, i, out)),
+                Ok(expr) => self.check_with(
+                    kernel,
+                    &inputs,
+                    tol,
+                    &|be, i, out| be.expr(&expr, i, out),
+                    Some(&|_, i, out| Ok(expr.compiled().eval_flushing_subnormals(i, out)?)),
+                ),
                 Err(e) => self.push(
                     kernel,
                     tol.to_string(),
@@ -693,7 +722,7 @@ impl<F: FnMut(&CaseResult)> Suite<'_, F> {
                 }
             };
             for (j, tol) in tolerances.into_iter().enumerate() {
-                self.check(
+                self.check_with(
                     format!("chain {name} output {j}"),
                     &inputs,
                     tol,
@@ -702,6 +731,7 @@ impl<F: FnMut(&CaseResult)> Suite<'_, F> {
                         out.copy_from_slice(&outputs[j]);
                         Ok(())
                     },
+                    Some(&|_, i, out| run_chain_flushing(&chain, i, j, out)),
                 );
             }
         }
@@ -904,6 +934,47 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Output `j` of `chain` as a device that flushes subnormal values computes it op by op on the
+/// CPU: every op's inputs and result flushed, and an expression's every intermediate.
+fn run_chain_flushing(chain: &Chain, inputs: &[&[f32]], j: usize, out: &mut [f32]) -> Result<()> {
+    let len = out.len();
+    let mut planes: Vec<Vec<f32>> = inputs.iter().map(|p| flush(p)).collect();
+    for op in chain.ops() {
+        let mut o = vec![0.0f32; len];
+        match op {
+            ChainOp::Scale { src, scaling } => {
+                o.copy_from_slice(&planes[*src]);
+                kernels::scale::scale_in_place(&mut o, *scaling)?;
+            }
+            ChainOp::Mask { src, qa, rule } => {
+                o.copy_from_slice(&planes[*src]);
+                kernels::mask::apply_mask(&mut o, &planes[*qa], rule)?;
+            }
+            ChainOp::NormalizedDifference { a, b } => {
+                kernels::index::normalized_difference(&planes[*a], &planes[*b], &mut o)?;
+            }
+            ChainOp::Evi { nir, red, blue } => {
+                kernels::index::evi(&planes[*nir], &planes[*red], &planes[*blue], &mut o)?;
+            }
+            ChainOp::Savi { nir, red, l } => {
+                kernels::index::savi(&planes[*nir], &planes[*red], *l, &mut o)?;
+            }
+            ChainOp::Expr { kernel, bands } => {
+                let bound: Vec<&[f32]> = bands.iter().map(|&b| planes[b].as_slice()).collect();
+                kernel.compiled().eval_flushing_subnormals(&bound, &mut o)?;
+            }
+        }
+        planes.push(flush(&o));
+    }
+    let plane = chain
+        .outputs()
+        .get(j)
+        .and_then(|&p| planes.get(p))
+        .ok_or_else(|| EngineError::Backend(format!("the chain has no output {j}")))?;
+    out.copy_from_slice(plane);
+    Ok(())
+}
+
 /// Runs `f`, catching a panic: a backend that panics fails its case, never the whole run.
 fn guarded(f: impl FnOnce() -> Result<()>) -> Result<(), Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -1007,6 +1078,7 @@ fn compare(
     inputs: &[&[f32]],
     want: &[f32],
     want_flushed: &[f32],
+    want_ftz: Option<&[f32]>,
     got: &[f32],
     tol: Tolerance,
 ) -> Result<Diff, String> {
@@ -1030,8 +1102,12 @@ fn compare(
             }
             Err(why) => {
                 let subnormal_input = inputs.iter().any(|p| is_subnormal(p[i]));
-                let flushed_ok = (subnormal_input && matches(want_flushed[i], g, tol).is_ok())
-                    || (is_subnormal(w) && g == 0.0);
+                // A flushing device may flush the inputs, the result, or both.
+                let flushes_to =
+                    |want: f32| matches(want, g, tol).is_ok() || (is_subnormal(want) && g == 0.0);
+                let flushed_ok = (subnormal_input && flushes_to(want_flushed[i]))
+                    || (is_subnormal(w) && g == 0.0)
+                    || want_ftz.is_some_and(|f| matches(f[i], g, tol).is_ok());
                 if flushed_ok {
                     diff.flushed_px += 1;
                     continue;
@@ -1065,17 +1141,24 @@ mod tests {
     fn compare_finds_nodata_poison_and_tolerance_breaches() {
         let inputs: [&[f32]; 1] = [&[1.0, 2.0, 3.0]];
         let want = [1.0, f32::NAN, 3.0];
-        let ok = compare(&inputs, &want, &want, &want, Tolerance::EXACT);
+        let ok = compare(&inputs, &want, &want, None, &want, Tolerance::EXACT);
         assert!(ok.is_ok_and(|d| d.compared_px == 3 && d.nodata_px == 1));
         let poisoned = [1.0, f32::NAN, POISON];
-        let err = compare(&inputs, &want, &want, &poisoned, Tolerance::ONE_DIVISION);
+        let err = compare(
+            &inputs,
+            &want,
+            &want,
+            None,
+            &poisoned,
+            Tolerance::ONE_DIVISION,
+        );
         assert!(err.is_err_and(|m| m.contains("out of tolerance") && m.contains("pixel 2")));
         let nodata = [1.0, 2.0, 3.0];
-        let err = compare(&inputs, &want, &want, &nodata, Tolerance::EXACT);
+        let err = compare(&inputs, &want, &want, None, &nodata, Tolerance::EXACT);
         assert!(err.is_err_and(|m| m.contains("nodata disagrees")));
         let near = [1.0, f32::NAN, f32::from_bits(3.0f32.to_bits() + 2)];
-        assert!(compare(&inputs, &want, &want, &near, Tolerance::ONE_DIVISION).is_ok());
-        assert!(compare(&inputs, &want, &want, &near, Tolerance::EXACT).is_err());
+        assert!(compare(&inputs, &want, &want, None, &near, Tolerance::ONE_DIVISION).is_ok());
+        assert!(compare(&inputs, &want, &want, None, &near, Tolerance::EXACT).is_err());
     }
 
     #[test]
@@ -1083,9 +1166,66 @@ mod tests {
         let tiny = f32::from_bits(5);
         let inputs: [&[f32]; 1] = [&[tiny]];
         // The reference keeps the subnormal; a flushing device sees 0 and gives another value.
-        let d = compare(&inputs, &[1.0], &[2.0], &[2.0], Tolerance::EXACT);
+        let d = compare(&inputs, &[1.0], &[2.0], None, &[2.0], Tolerance::EXACT);
         assert!(d.is_ok_and(|d| d.flushed_px == 1));
-        assert!(compare(&inputs, &[1.0], &[2.0], &[3.0], Tolerance::EXACT).is_err());
+        assert!(compare(&inputs, &[1.0], &[2.0], None, &[3.0], Tolerance::EXACT).is_err());
+        // Seen on NVIDIA's Vulkan driver (evi): the flushed input gives a subnormal result,
+        // which is flushed in turn.
+        let sub = f32::from_bits(0x0040_0000);
+        let d = compare(&inputs, &[1.2e-38], &[sub], None, &[0.0], Tolerance::EXACT);
+        assert!(d.is_ok_and(|d| d.flushed_px == 1));
+        let normal_input: [&[f32]; 1] = [&[1.0]];
+        let d = compare(
+            &normal_input,
+            &[1.2e-38],
+            &[sub],
+            None,
+            &[0.0],
+            Tolerance::EXACT,
+        );
+        assert!(d.is_err(), "only with a subnormal input");
+    }
+
+    #[test]
+    fn a_flushed_intermediate_passes_only_as_the_flushing_reference_computes_it() {
+        // Seen on NVIDIA's Vulkan driver: a − b is subnormal, flushed to zero, so the quotient is 0.
+        let expr = ExprKernel::parse("(a - b) / (a + b)", &["a", "b"]).expect("expression");
+        let (a, b) = ([-1.102_719_9e-35_f32], [-1.101_964_7e-35_f32]);
+        let inputs: [&[f32]; 2] = [&a, &b];
+        let (mut want, mut ftz) = ([0.0f32], [0.0f32]);
+        expr.compiled().eval(&inputs, &mut want).expect("eval");
+        expr.compiled()
+            .eval_flushing_subnormals(&inputs, &mut ftz)
+            .expect("eval");
+        assert!(want[0] > 3.0e-4 && ftz[0] == 0.0, "{want:?} {ftz:?}");
+        let tol = Tolerance::ONE_DIVISION;
+        assert!(compare(&inputs, &want, &want, None, &ftz, tol).is_err());
+        let d = compare(&inputs, &want, &want, Some(&ftz), &ftz, tol);
+        assert!(d.is_ok_and(|d| d.flushed_px == 1));
+        // Anything else is still a failure.
+        assert!(compare(&inputs, &want, &want, Some(&ftz), &[0.5], tol).is_err());
+    }
+
+    #[test]
+    fn the_flushing_chain_reference_flushes_between_and_inside_ops() {
+        // Seen on NVIDIA's Vulkan driver: c − a is subnormal inside the expression.
+        let nd = Arc::new(ExprKernel::parse("(a - b) / (a + b)", &["a", "b"]).expect("expr"));
+        let chain = Chain::new(
+            2,
+            vec![ChainOp::Expr {
+                kernel: nd,
+                bands: vec![1, 0],
+            }],
+            vec![2],
+        )
+        .expect("chain");
+        let (a, c) = ([2.933_900_4e-37_f32], [2.974_222_1e-37_f32]);
+        let inputs: [&[f32]; 2] = [&a, &c];
+        let want = Backend::Cpu.run_chain(&chain, &inputs).expect("runs");
+        assert!(want[0][0] > 6.0e-3, "{want:?}");
+        let mut ftz = [1.0f32];
+        run_chain_flushing(&chain, &inputs, 0, &mut ftz).expect("runs");
+        assert_eq!(ftz, [0.0]);
     }
 
     #[test]
@@ -1106,8 +1246,17 @@ mod tests {
         let report = run_with(&Backend::Cpu, "cpu", &opts, |_| seen += 1);
         assert!(report.passed(), "{report}");
         assert_eq!(seen, report.cases.len());
-        // 4 scalings, 5 mask rules, 5 indices, the expressions and 6 refusal checks.
-        assert_eq!(report.cases.len(), 4 + 5 + 5 + EXPRESSIONS.len() + 6);
+        // 4 scalings, 5 mask rules, 5 indices, the expressions, 7 chain outputs, 15 recipes
+        // (7 indices on two sensors and the Level-1 NDVI) and 6 refusal checks.
+        assert_eq!(
+            report.cases.len(),
+            4 + 5 + 5 + EXPRESSIONS.len() + 7 + 15 + 6
+        );
+        let recipes = report
+            .cases
+            .iter()
+            .filter(|c| c.kernel.starts_with("recipe "));
+        assert_eq!(recipes.count(), 15);
         let json = report.to_json();
         assert_eq!(json["passed"], true);
         assert_eq!(

@@ -143,6 +143,7 @@ pub async fn create_job(
         Problem::invalid(field, detail)
     })?;
     let id = state.queue.submit(&spec).await?;
+    tracing::info!(job_id = %id, "job submitted");
     let job = find(&state, id).await?;
     Ok((
         StatusCode::CREATED,

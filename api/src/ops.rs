@@ -40,19 +40,35 @@ impl HttpMetrics {
 /// Middleware: counts every request under its route template (never the raw path, so ids
 /// do not explode the series).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
-    state.http.record(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    // Every line logged while the request is handled carries its id, method and route.
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let response = next.run(req).instrument(span.clone()).await;
+    let secs = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    state.http.record(&method, &route, status, secs);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            path = %path,
+            latency_ms = (secs * 1e6).round() / 1e3,
+            "request handled"
+        );
+    });
     response
 }
 

@@ -30,8 +30,43 @@ mod service;
     about = "GPU-first satellite tile processing"
 )]
 struct Cli {
+    /// Log lines on stderr as text (`pretty`) or as one JSON object a line (`json`), with the
+    /// request, job and task ids as fields; `CONSTELLATION_LOG` filters them (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Installs the process's log subscriber: stderr, filtered by `CONSTELLATION_LOG` (an
+/// `EnvFilter` directive, default `info` with the database driver's statements at `warn`).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CONSTELLATION_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second subscriber (tests calling main twice) is not an error worth stopping for.
+    let _ = match format {
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +100,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     #[cfg(feature = "gdal")]
     full::init();
     match dispatch(cli) {

@@ -92,7 +92,7 @@ async fn run_server(queue: Queue, config: &api::Config, args: &ServeArgs) -> Res
         loop {
             every.tick().await;
             if let Err(e) = bus.prune(keep).await {
-                eprintln!("event retention: {e}");
+                tracing::warn!(error = %e, "event retention failed");
             }
         }
     });
@@ -104,9 +104,9 @@ async fn run_server(queue: Queue, config: &api::Config, args: &ServeArgs) -> Res
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    eprintln!("listening on http://{addr} (API docs at http://{addr}/docs)");
+    tracing::info!(address = %addr, "listening on http://{addr} (API docs at http://{addr}/docs)");
     if config.web_dir.is_none() {
-        eprintln!("no web UI found (build it with scripts/web.sh); serving the API only");
+        tracing::warn!("no web UI found (build it with scripts/web.sh); serving the API only");
     }
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -121,7 +121,7 @@ async fn run_server(queue: Queue, config: &api::Config, args: &ServeArgs) -> Res
     };
     tokio::select! {
         r = serving => r.context("the server failed")?,
-        () = grace => eprintln!("closing connections still open after {} s", SHUTDOWN_GRACE.as_secs()),
+        () = grace => tracing::info!("closing connections still open after {} s", SHUTDOWN_GRACE.as_secs()),
     }
     Ok(())
 }
@@ -154,14 +154,14 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         Err(_) => {
             let pg = PrivatePostgres::start(&config.data_dir.join("postgres"))?;
             let url = pg.url();
-            eprintln!("started a private PostgreSQL in {}", pg.dir.display());
+            tracing::info!("started a private PostgreSQL in {}", pg.dir.display());
             private = Some(pg);
             url
         }
     };
     let (backend, fallback) = engine::backend::select(args.backend)?;
     if let Some(reason) = fallback {
-        eprintln!("{reason}");
+        tracing::warn!("{reason}");
     }
     let threads = match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
@@ -201,9 +201,11 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         let served = run_server(queue, &config, &args.serve).await;
         // The worker drains on the same signal.
         match tokio::time::timeout(Duration::from_secs(60), worker).await {
-            Ok(Ok(Err(e))) => eprintln!("worker: {}", crate::one_line(&e)),
-            Ok(Err(e)) => eprintln!("worker: {e}"),
-            Err(_) => eprintln!("worker: still busy after 60 s; its tasks return to the queue"),
+            Ok(Ok(Err(e))) => tracing::error!("worker: {}", crate::one_line(&e)),
+            Ok(Err(e)) => tracing::error!("worker: {e}"),
+            Err(_) => {
+                tracing::warn!("worker: still busy after 60 s; its tasks return to the queue")
+            }
             Ok(Ok(Ok(()))) => {}
         }
         served
@@ -245,12 +247,12 @@ fn submit_demo(queue: &Queue, data_dir: &Path) {
             let plan = request.plan()?;
             let spec = api::submit::job_spec(&request, &plan, 0, 3, None)?;
             let id = rt.block_on(queue.submit(&spec))?;
-            eprintln!("demo: queued {recipe} as job {id}");
+            tracing::info!(job_id = %id, "demo: queued {recipe} as job {id}");
         }
         Ok(())
     };
     if let Err(e) = run() {
-        eprintln!("demo: {}", crate::one_line(&e));
+        tracing::error!("demo: {}", crate::one_line(&e));
     }
 }
 

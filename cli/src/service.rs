@@ -241,7 +241,7 @@ pub(crate) fn worker(args: &WorkerArgs) -> Result<()> {
     };
     let (backend, fallback) = engine::backend::select(args.backend)?;
     if let Some(reason) = fallback {
-        eprintln!("{reason}");
+        tracing::warn!("{reason}");
     }
     let backend = Arc::new(backend);
     runtime()?.block_on(work(args, backend, threads))
@@ -296,15 +296,15 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                             s.extend(reply.cancelled.into_iter().chain(reply.lost));
                         }
                     }
-                    Err(e) => eprintln!("heartbeat failed: {e}"),
+                    Err(e) => tracing::warn!(worker = %me, error = %e, "heartbeat failed"),
                 }
                 // Any worker reaps: only expired leases are touched.
                 if let Err(e) = queue.reap().await {
-                    eprintln!("reap failed: {e}");
+                    tracing::warn!(worker = %me, error = %e, "reap failed");
                 }
                 let samples = gpu_samples(&gpu_source);
                 if let Err(e) = queue.record_gpu_samples(me, &samples).await {
-                    eprintln!("gpu samples not stored: {e}");
+                    tracing::warn!(worker = %me, error = %e, "gpu samples not stored");
                 }
             }
         })
@@ -360,6 +360,15 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                         let tile = task
                             .tile
                             .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"));
+                        tracing::warn!(
+                            worker = %me,
+                            job_id = %task.job_id,
+                            task_id = task.run.id,
+                            tile = %tile,
+                            attempt = task.run.attempt,
+                            error = %error,
+                            "task {what}"
+                        );
                         let line = format!(
                             "{tile} (attempt {}/{}) {what}: {error}",
                             task.run.attempt, task.max_attempts
@@ -368,7 +377,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                             .log(task.job_id, Some(task.run.id), level, &line)
                             .await
                         {
-                            eprintln!("log not stored: {e}");
+                            tracing::warn!(job_id = %task.job_id, error = %e, "log not stored");
                         }
                     }
                     Outcome::Stopped => {}
@@ -376,6 +385,19 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             }
             let accepted = queue.complete(me, &done).await?;
             tiles_done += accepted.len();
+            for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
+                let tile = task
+                    .tile
+                    .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"));
+                tracing::info!(
+                    worker = %me,
+                    job_id = %task.job_id,
+                    task_id = task.run.id,
+                    tile = %tile,
+                    attempt = task.run.attempt,
+                    "task done"
+                );
+            }
             for (task, output) in claimed.iter().zip(&done) {
                 if task.kind == TaskKind::Finalize && accepted.contains(&task.run.id) {
                     let line = format!(
@@ -420,12 +442,14 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         let _ = queue.release(me, &left).await;
     }
     if let Err(e) = queue.worker_stopped(me).await {
-        eprintln!("worker {me}: not marked down: {e}");
+        tracing::warn!(worker = %me, error = %e, "worker not marked down");
     }
     result?;
-    eprintln!(
-        "worker {me}: {tiles_done} task(s) in {:.2} s",
-        started.elapsed().as_secs_f64()
+    tracing::info!(
+        worker = %me,
+        tasks = tiles_done,
+        secs = started.elapsed().as_secs_f64(),
+        "worker stopped"
     );
     Ok(())
 }

@@ -459,3 +459,132 @@ async fn sigterm_mid_job_finishes_in_flight_tasks_and_another_worker_completes_t
     assert_eq!(s.state, JobState::Succeeded, "{:?}", s.error);
     assert!(cog_of(&out).is_file());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_name_the_job_and_task_of_every_task_line() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 256, 5);
+    let job = submit(&db, &inputs, &tmp.path().join("out"), &["--tile-px", "128"]);
+    let out = db.run(&[
+        "--log-format",
+        "json",
+        "worker",
+        "--once",
+        "--backend",
+        "cpu",
+        "--batch",
+        "2",
+    ]);
+    assert!(out.status.success(), "worker: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string(),
+            "{l}"
+        );
+    }
+    let done: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "task done")
+        .collect();
+    // Four tiles and the finalize task, each once, each naming its job and task.
+    assert_eq!(done.len(), 5, "{lines:?}");
+    let mut tasks: Vec<i64> = done.iter().filter_map(|l| l["task_id"].as_i64()).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    assert_eq!(tasks.len(), 5);
+    let q = db.queue().await;
+    let stored: Vec<i64> = q
+        .tasks(job)
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    for l in &done {
+        assert_eq!(l["job_id"].as_str(), Some(job.to_string().as_str()), "{l}");
+        assert!(
+            l["task_id"].as_i64().is_some_and(|id| stored.contains(&id)),
+            "{l}"
+        );
+    }
+    assert!(done.iter().any(|l| l["tile"] == "finalize"));
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "worker stopped" && l["tasks"] == 5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_of_serve_carry_each_request_id() {
+    use std::io::{Read as _, Write as _};
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = tmp.path().display().to_string();
+    let mut serve = db
+        .cmd(&[
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    // Ask for /healthz until the server answers; keep the x-request-id it sends back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let request_id = loop {
+        assert!(Instant::now() < deadline, "serve never answered");
+        let Ok(mut s) = std::net::TcpStream::connect(&listen) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let req = format!("GET /healthz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        let id = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .map(str::to_owned);
+        break id.expect("a request id header");
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let mut stderr = String::new();
+    if let Some(mut e) = serve.stderr.take() {
+        e.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert!(serve.wait().expect("serve ends").success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("listening on"))));
+    let handled = lines
+        .iter()
+        .find(|l| {
+            l["message"] == "request handled" && l["span"]["request_id"] == request_id.as_str()
+        })
+        .unwrap_or_else(|| panic!("no line for request {request_id}: {stderr}"));
+    assert_eq!(handled["status"], 200);
+    assert_eq!(handled["path"], "/healthz");
+    assert_eq!(handled["span"]["route"], "/healthz");
+}

@@ -18,13 +18,14 @@ fn main(
     var nir = src[i];
     var red = src[params.n + i];
     let l = params.f.x;
-    // With both bands below 2^-64 (and L below 2^62), nir, red and L are scaled by 2^64 (exact;
-    // the ratio is unchanged), so that neither nir − red nor nir + red + L lands in the
-    // subnormal range a device may flush to zero (seen on NVIDIA's Vulkan driver: with L = 0,
-    // −2.596e-37 + 2.534e-37 flushed, a zero denominator, nodata instead of 82.47; with
-    // L = 0.5, −2.746e-37 − −2.820e-37 flushed, 0 instead of 2.2e-38). 1 + L keeps L unscaled.
+    // With both bands and L below 2^-64, all three are scaled by 2^64, so that nir + red + L
+    // never lands in the subnormal range a device may flush to zero (seen on NVIDIA's Vulkan
+    // driver with L = 0: −2.596e-37 + 2.534e-37 flushed, a zero denominator, nodata instead of
+    // 82.47). Exact only there: 1 + L is then 1, so no product rounds differently once scaled
+    // (with a larger L the reference's (1 + L)(nir − red) rounds at subnormal precision, and
+    // scaling would move the result away from it). 1 + L keeps L unscaled.
     var l_den = l;
-    if max(abs(nir), abs(red)) < bitcast<f32>(0x1f800000u) && l < bitcast<f32>(0x5e800000u) {
+    if max(max(abs(nir), abs(red)), l) < bitcast<f32>(0x1f800000u) {
         nir = rounded(nir * 18446744073709551616.0);
         red = rounded(red * 18446744073709551616.0);
         l_den = rounded(l * 18446744073709551616.0);

@@ -20,6 +20,9 @@ use uuid::Uuid;
 /// How long connecting to the database may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest pause between a worker's tries while the database is unreachable.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Where the database is.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DbArgs {
@@ -326,19 +329,38 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             if shared.draining.load(Ordering::SeqCst) {
                 break;
             }
-            let claimed = queue.claim(me, claim_batch, lease).await?;
+            let claimed =
+                through_outage(me, "claim", &shared, || queue.claim(me, claim_batch, lease))
+                    .await?;
             if claimed.is_empty() {
-                if args.once && queue.backlog().await? == 0 {
+                if args.once
+                    && through_outage(me, "backlog", &shared, || queue.backlog()).await? == 0
+                {
                     break;
                 }
                 let wait = Duration::from_millis(500);
                 match waker.as_mut() {
                     Some(w) => {
-                        if w.wait(wait).await.is_err() {
+                        if let Err(e) = w.wait(wait).await {
+                            tracing::warn!(
+                                worker = %me,
+                                error = %e,
+                                "task notifications lost; polling meanwhile"
+                            );
                             waker = None;
                         }
                     }
-                    None => tokio::time::sleep(wait).await,
+                    None => {
+                        tokio::time::sleep(wait).await;
+                        // LISTEN again (on a new connection) once the database answers.
+                        if let Ok(Ok(w)) = tokio::time::timeout(wait, queue.waker()).await {
+                            tracing::info!(
+                                worker = %me,
+                                "listening for task notifications again"
+                            );
+                            waker = Some(w);
+                        }
+                    }
                 }
                 continue;
             }
@@ -351,7 +373,10 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 match outcome {
                     Outcome::Done(output) => done.push((task.run, output)),
                     Outcome::Failed { error, retryable } => {
-                        let outcome = queue.fail(me, task.run, &error, retryable).await?;
+                        let outcome = through_outage(me, "fail", &shared, || {
+                            queue.fail(me, task.run, &error, retryable)
+                        })
+                        .await?;
                         let (level, what) = match outcome {
                             FailOutcome::Retrying { .. } => ("warn", "will be retried"),
                             FailOutcome::Failed => ("error", "failed the job"),
@@ -383,7 +408,10 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                     Outcome::Stopped => {}
                 }
             }
-            let accepted = queue.complete(me, &done).await?;
+            // Fenced: a completion that landed before the connection was lost is refused
+            // when tried again, never counted twice.
+            let accepted =
+                through_outage(me, "complete", &shared, || queue.complete(me, &done)).await?;
             tiles_done += accepted.len();
             for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
                 let tile = task
@@ -452,6 +480,54 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         "worker stopped"
     );
     Ok(())
+}
+
+/// Runs a queue call through a database outage: a lost connection, or a server that is down
+/// or restarting, is reported once and the call tried again after a pause doubling up to
+/// [`OUTAGE_RETRY_MAX`] until it goes through (the pool opens new connections), and the
+/// recovery is reported too. Other errors, and any error once the worker is draining, are
+/// returned.
+async fn through_outage<T, F, Fut>(
+    me: Uuid,
+    call_name: &str,
+    shared: &Shared,
+    mut call: F,
+) -> scheduler::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = scheduler::Result<T>>,
+{
+    let mut down: Option<Instant> = None;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(value) => {
+                if let Some(since) = down {
+                    tracing::info!(
+                        worker = %me,
+                        call = call_name,
+                        secs = since.elapsed().as_secs_f64(),
+                        "database reachable again"
+                    );
+                }
+                return Ok(value);
+            }
+            Err(e) if e.is_connection_lost() && !shared.draining.load(Ordering::SeqCst) => {
+                if down.is_none() {
+                    tracing::warn!(
+                        worker = %me,
+                        call = call_name,
+                        error = %e,
+                        "database unreachable; retrying"
+                    );
+                    down = Some(Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(OUTAGE_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -22,5 +22,41 @@ pub enum SchedulerError {
     },
 }
 
+impl SchedulerError {
+    /// Whether the connection failed rather than the statement: the server unreachable, shut
+    /// down or restarting, the connection lost, the pool out of connections. The same call
+    /// may go through once the server is back.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Self::Db(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // Class 08 (connection exception), the server shutting down (57P01, 57P02) or
+            // starting up (57P03), too many connections (53300).
+            Self::Db(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// The scheduler's result type.
 pub type Result<T> = std::result::Result<T, SchedulerError>;
+
+#[cfg(test)]
+mod tests {
+    use super::SchedulerError;
+
+    #[test]
+    fn only_connection_failures_are_connection_lost() {
+        let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof");
+        assert!(SchedulerError::Db(sqlx::Error::Io(io)).is_connection_lost());
+        assert!(SchedulerError::Db(sqlx::Error::PoolTimedOut).is_connection_lost());
+        assert!(!SchedulerError::Db(sqlx::Error::RowNotFound).is_connection_lost());
+        assert!(!SchedulerError::InvalidSpec("x".into()).is_connection_lost());
+    }
+}

@@ -382,9 +382,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                             FailOutcome::Failed => ("error", "failed the job"),
                             FailOutcome::Rejected => continue,
                         };
-                        let tile = task
-                            .tile
-                            .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"));
+                        let tile = tile_label(task);
                         tracing::warn!(
                             worker = %me,
                             job_id = %task.job_id,
@@ -414,9 +412,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 through_outage(me, "complete", &shared, || queue.complete(me, &done)).await?;
             tiles_done += accepted.len();
             for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
-                let tile = task
-                    .tile
-                    .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"));
+                let tile = tile_label(task);
                 tracing::info!(
                     worker = %me,
                     job_id = %task.job_id,
@@ -528,6 +524,12 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `tile N`, or `finalize`, for logs.
+fn tile_label(task: &ClaimedTask) -> String {
+    task.tile
+        .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.

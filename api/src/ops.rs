@@ -93,6 +93,87 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     }
 }
 
+/// Workers by state, and each live worker's latest GPU sample under DCGM's exporter names and
+/// units (utilisation %, framebuffer MiB, °C, W), labelled by worker, host and GPU index.
+fn write_worker_series(out: &mut String, workers: &[scheduler::WorkerView]) {
+    let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in workers {
+        *by_state.entry(w.state.as_str()).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP constellation_workers Workers seen in the last day, by state."
+    );
+    let _ = writeln!(out, "# TYPE constellation_workers gauge");
+    for (worker_state, n) in &by_state {
+        let _ = writeln!(
+            out,
+            "constellation_workers{{state=\"{}\"}} {n}",
+            escape(worker_state)
+        );
+    }
+    type Field = fn(&scheduler::GpuSample) -> Option<f64>;
+    let series: [(&str, &str, Field); 6] = [
+        ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", |s| {
+            s.util_gpu_pct.map(f64::from)
+        }),
+        (
+            "DCGM_FI_DEV_MEM_COPY_UTIL",
+            "Memory utilization (in %).",
+            |s| s.util_mem_pct.map(f64::from),
+        ),
+        (
+            "DCGM_FI_DEV_FB_USED",
+            "Framebuffer memory used (in MiB).",
+            |s| s.mem_used_bytes.map(|b| b as f64 / 1_048_576.0),
+        ),
+        (
+            "DCGM_FI_DEV_FB_TOTAL",
+            "Framebuffer memory in total (in MiB).",
+            |s| s.mem_total_bytes.map(|b| b as f64 / 1_048_576.0),
+        ),
+        ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", |s| {
+            s.temp_c.map(f64::from)
+        }),
+        ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", |s| {
+            s.power_w.map(f64::from)
+        }),
+    ];
+    // The latest sample of each GPU of each worker that is not down.
+    let mut latest: Vec<(&scheduler::WorkerView, &scheduler::GpuSample)> = Vec::new();
+    for w in workers.iter().filter(|w| w.state != "down") {
+        let mut gpus: Vec<i32> = w.samples.iter().map(|s| s.gpu_index).collect();
+        gpus.sort_unstable();
+        gpus.dedup();
+        for gpu in gpus {
+            if let Some(s) = w
+                .samples
+                .iter()
+                .filter(|s| s.gpu_index == gpu)
+                .max_by_key(|s| s.ts)
+            {
+                latest.push((w, s));
+            }
+        }
+    }
+    for (name, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (w, s) in &latest {
+            if let Some(v) = field(s) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{}\",Hostname=\"{}\",gpu=\"{}\",simulated=\"{}\"}} {v}",
+                    w.id,
+                    escape(&w.host),
+                    s.gpu_index,
+                    s.simulated
+                );
+            }
+        }
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
@@ -174,6 +255,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
         }
     }
     let _ = writeln!(out, "constellation_tile_task_seconds_count {tiles}");
+    write_worker_series(&mut out, &state.queue.workers().await?);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -642,6 +642,29 @@ async fn recipes_workers_with_gpu_samples_metrics_and_request_ids() {
         text.contains("constellation_tiles_per_second 0\n"),
         "{text}"
     );
+    // The worker by state, and its GPU's latest sample under DCGM's names and units.
+    assert!(
+        text.contains("constellation_workers{state=\"up\"} 1\n"),
+        "{text}"
+    );
+    let labels =
+        format!("{{worker=\"{worker}\",Hostname=\"gpu-node-1\",gpu=\"0\",simulated=\"true\"}}");
+    for (name, value) in [
+        ("DCGM_FI_DEV_GPU_UTIL", "90"),
+        ("DCGM_FI_DEV_MEM_COPY_UTIL", "10"),
+        ("DCGM_FI_DEV_FB_USED", "1024"),
+        ("DCGM_FI_DEV_FB_TOTAL", "81920"),
+        ("DCGM_FI_DEV_GPU_TEMP", "55"),
+        ("DCGM_FI_DEV_POWER_USAGE", "300"),
+    ] {
+        let line = format!("{name}{labels} {value}\n");
+        assert!(text.contains(&line), "no {line:?} in {text}");
+        assert_eq!(
+            text.matches(&format!("{name}{{")).count(),
+            1,
+            "one GPU, one line"
+        );
+    }
 
     // Every response carries a request id; a given one is kept.
     let (_, h, _) = api.call(Method::GET, "/healthz", None).await;

@@ -165,9 +165,12 @@ pub async fn ws(
         workers: p.workers.unwrap_or(false),
         jobs,
     };
-    // Subscribe before replaying, so nothing falls between the replay and the live stream.
+    // Subscribe before replaying, so nothing falls between the replay and the live stream;
+    // and read the stream's head before the upgrade is answered, so an event published once
+    // the client is connected is always after it (never taken for one already seen).
     let rx = state.hub.tx.subscribe();
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, rx, interest, p.since)))
+    let bounds = PgEventBus::new(state.queue.pool().clone()).bounds().await;
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, rx, interest, p.since, bounds)))
 }
 
 async fn send(socket: &mut WebSocket, text: String) -> bool {
@@ -180,9 +183,10 @@ async fn serve(
     mut rx: broadcast::Receiver<Arc<Event>>,
     mut interest: Interest,
     since: Option<i64>,
+    bounds: scheduler::Result<(i64, i64)>,
 ) {
     let bus = PgEventBus::new(state.queue.pool().clone());
-    let (oldest, head) = match bus.bounds().await {
+    let (oldest, head) = match bounds {
         Ok(b) => b,
         Err(e) => {
             let _ = send(

@@ -14,16 +14,14 @@ use std::time::{Duration, Instant};
 use scheduler::{EventBus, JobState, PgEventBus, Queue, TaskInfo, TaskKind, TaskState};
 use uuid::Uuid;
 
+mod common;
+use common::{cog_of, raster_bits, scene, text, RECIPE};
+
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
-const RECIPE: &str = "ndvi-sentinel2-l2a";
 /// The longest any single wait in these tests may take.
 const LIMIT: Duration = Duration::from_secs(45);
 /// The application name the binary's connections carry (`Queue::connect_with`).
 const WORKER_APP: &str = "constellation-scheduler";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The binary with `DATABASE_URL` pointed at `url`.
 fn cmd(url: &str, args: &[&str]) -> Command {
@@ -36,15 +34,6 @@ fn run_ok(url: &str, args: &[&str]) -> Vec<u8> {
     let o = cmd(url, args).output().expect("the binary runs");
     assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
     o.stdout
-}
-
-/// A synthetic Sentinel-2 scene; returns the inputs the recipe needs.
-fn scene(dir: &Path, size_px: usize, seed: u64) -> Vec<String> {
-    fixtures::generate(&fixtures::SceneSpec::sentinel2(size_px, seed), dir).expect("fixtures");
-    ["B04.tif", "B08.tif", "SCL.tif"]
-        .iter()
-        .map(|f| dir.join(f).display().to_string())
-        .collect()
 }
 
 fn submit(url: &str, inputs: &[String], out: &Path, tile_px: usize) -> Uuid {
@@ -88,39 +77,6 @@ fn run_reference(inputs: &[String], out: &Path, tile_px: usize) -> PathBuf {
     let o = Command::new(BIN).args(&args).output().expect("run runs");
     assert!(o.status.success(), "run: {}", text(&o.stderr));
     cog_of(out)
-}
-
-/// The COG in `out` (the scene id is the scene folder's name).
-fn cog_of(out: &Path) -> PathBuf {
-    let name = std::fs::read_dir(out)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.ends_with(&format!("_{RECIPE}.tif")))
-        .unwrap_or_else(|| "missing.tif".into());
-    out.join(name)
-}
-
-/// Every band and overview of a raster as bits.
-fn raster_bits(path: &Path) -> Vec<Vec<u32>> {
-    fn bits(band: &gdal::raster::RasterBand<'_>) -> Vec<u32> {
-        let (w, h) = band.size();
-        let buf = band
-            .read_as::<f32>((0, 0), (w, h), (w, h), None)
-            .expect("read");
-        buf.data().iter().map(|v| v.to_bits()).collect()
-    }
-    let ds = gdal::Dataset::open(path).expect("open the COG");
-    let mut all = Vec::new();
-    for b in 1..=ds.raster_count() {
-        let band = ds.rasterband(b).expect("band");
-        all.push(bits(&band));
-        for k in 0..band.overview_count().expect("overviews") {
-            all.push(bits(&band.overview(k as usize).expect("overview")));
-        }
-    }
-    all
 }
 
 /// A worker process of the real binary whose stderr is collected as it comes; killed (and

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use scheduler::{JobState, Queue, TaskState};
 use uuid::Uuid;
 
+mod common;
+use common::{cog_of, raster_bits, scene, text, RECIPE};
+
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
-const RECIPE: &str = "ndvi-sentinel2-l2a";
 
 /// A fresh, migrated database (dropped with this value) and the binary pointed at it.
 struct TestDb {
@@ -41,19 +43,6 @@ impl TestDb {
         let out = self.run(&["migrate"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A synthetic Sentinel-2 scene; returns the inputs the recipe needs.
-fn scene(dir: &Path, size_px: usize, seed: u64) -> Vec<String> {
-    fixtures::generate(&fixtures::SceneSpec::sentinel2(size_px, seed), dir).expect("fixtures");
-    ["B04.tif", "B08.tif", "SCL.tif"]
-        .iter()
-        .map(|f| dir.join(f).display().to_string())
-        .collect()
 }
 
 fn submit(db: &TestDb, inputs: &[String], out: &Path, extra: &[&str]) -> Uuid {
@@ -88,29 +77,6 @@ fn wait_ok(child: std::process::Child) {
     assert!(out.status.success(), "worker: {}", text(&out.stderr));
 }
 
-/// Every band and overview of a raster as bits.
-fn raster_bits(path: &Path) -> Vec<Vec<u32>> {
-    fn bits(band: &gdal::raster::RasterBand<'_>) -> Vec<u32> {
-        let (w, h) = band.size();
-        let buf = band
-            .read_as::<f32>((0, 0), (w, h), (w, h), None)
-            .expect("read");
-        buf.data().iter().map(|v| v.to_bits()).collect()
-    }
-    let ds = gdal::Dataset::open(path).expect("open the COG");
-    let mut all = Vec::new();
-    for b in 1..=ds.raster_count() {
-        let band = ds.rasterband(b).expect("band");
-        all.push(bits(&band));
-        let n = band.overview_count().expect("overviews");
-        assert!(n > 0 || band.size().0 <= 512, "overviews are compared too");
-        for k in 0..n {
-            all.push(bits(&band.overview(k as usize).expect("overview")));
-        }
-    }
-    all
-}
-
 /// `run` of the recipe on the CPU with 128 px tiles into `out` (the reference a queued job's
 /// COG is compared with); returns `out`.
 fn run_cpu(db: &TestDb, inputs: &[String], out: &Path) -> PathBuf {
@@ -129,18 +95,6 @@ fn run_cpu(db: &TestDb, inputs: &[String], out: &Path) -> PathBuf {
     let o = db.run(&args);
     assert!(o.status.success(), "run: {}", text(&o.stderr));
     out.to_path_buf()
-}
-
-/// The COG in `out` (the scene id is the scene folder's name).
-fn cog_of(out: &Path) -> PathBuf {
-    let name = std::fs::read_dir(out)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.ends_with(&format!("_{RECIPE}.tif")))
-        .unwrap_or_else(|| "missing.tif".into());
-    out.join(name)
 }
 
 #[tokio::test(flavor = "multi_thread")]

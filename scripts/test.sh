@@ -13,6 +13,8 @@ cargo fmt --all -- --check
 # the engine without GDAL (what a GPU machine carries) and without wgpu.
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy -p engine --no-default-features --locked -- -D warnings
+# The default binary (no NATS: its `--nats` is a clear error there).
+cargo clippy -p constellation --locked -- -D warnings
 # The binary a GPU machine carries: no GDAL, no PostgreSQL (conformance, gpus, bench kernels).
 cargo clippy -p constellation --no-default-features --features wgpu,cuda,nvml --all-targets --locked -- -D warnings
 cargo test --workspace --all-features --locked

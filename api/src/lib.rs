@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use scheduler::{PgEventBus, Queue};
+use scheduler::{Bus, PgEventBus, Queue};
 use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
@@ -68,6 +68,8 @@ impl Default for Config {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub queue: Queue,
+    /// Where live events are read from (and replayed from on `since=`).
+    pub bus: Bus,
     pub hub: Arc<EventHub>,
     pub paths: Arc<Paths>,
     pub http: Arc<HttpMetrics>,
@@ -76,15 +78,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `queue`, with the event hub started.
+    /// State over `queue`, with the PostgreSQL event bus and its hub started.
     pub async fn new(queue: Queue, config: &Config) -> scheduler::Result<Self> {
-        let hub = EventHub::start(
-            PgEventBus::new(queue.pool().clone()),
-            config.ws_buffer_events,
-        )
-        .await?;
+        let bus = Bus::Pg(PgEventBus::new(queue.pool().clone()));
+        Self::with_bus(queue, bus, config).await
+    }
+
+    /// State over `queue` whose live events come from `bus`, with its hub started.
+    pub async fn with_bus(queue: Queue, bus: Bus, config: &Config) -> scheduler::Result<Self> {
+        let hub = EventHub::start(bus.clone(), config.ws_buffer_events).await?;
         Ok(Self {
             queue,
+            bus,
             hub,
             paths: Arc::new(Paths {
                 data_dir: config.data_dir.clone(),

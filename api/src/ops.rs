@@ -80,17 +80,27 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The database answers (and with it the PostgreSQL event bus).
+/// The database answers, and so does the event bus when it is not PostgreSQL's.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), state.queue.ping()).await {
-        Ok(Ok(())) => Ok(Json(Health {
-            status: "ok".into(),
-        })),
-        Ok(Err(e)) => Err(Problem::unavailable(format!("database: {e}"))),
-        Err(_) => Err(Problem::unavailable("database: no answer within 2 s")),
+    let wait = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(wait, state.queue.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Problem::unavailable(format!("database: {e}"))),
+        Err(_) => return Err(Problem::unavailable("database: no answer within 2 s")),
     }
+    if !matches!(state.bus, scheduler::Bus::Pg(_)) {
+        let bus = state.bus.name();
+        match tokio::time::timeout(wait, state.bus.check()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Problem::unavailable(format!("{bus}: {e}"))),
+            Err(_) => return Err(Problem::unavailable(format!("{bus}: no answer within 2 s"))),
+        }
+    }
+    Ok(Json(Health {
+        status: "ok".into(),
+    }))
 }
 
 /// Workers by state, and each live worker's latest GPU sample under DCGM's exporter names and

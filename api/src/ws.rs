@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use scheduler::{Event, EventBus, PgEventBus};
+use scheduler::{Bus, Event, EventBus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -41,7 +41,7 @@ pub struct EventHub {
 impl EventHub {
     /// Starts listening from the newest stored event; `buffer_events` is how far a socket
     /// may fall behind before it is told it lagged.
-    pub async fn start(bus: PgEventBus, buffer_events: usize) -> scheduler::Result<Arc<Self>> {
+    pub async fn start(bus: Bus, buffer_events: usize) -> scheduler::Result<Arc<Self>> {
         let (tx, _) = broadcast::channel(buffer_events.max(1));
         let (_, head) = bus.bounds().await?;
         let mut sub = bus.subscribe(head, None).await?;
@@ -56,7 +56,7 @@ impl EventHub {
                         }
                     }
                     Err(e) => {
-                        eprintln!("event stream: {e}; retrying in 1 s");
+                        tracing::warn!(error = %e, "event stream failed; retrying in 1 s");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -169,7 +169,7 @@ pub async fn ws(
     // and read the stream's head before the upgrade is answered, so an event published once
     // the client is connected is always after it (never taken for one already seen).
     let rx = state.hub.tx.subscribe();
-    let bounds = PgEventBus::new(state.queue.pool().clone()).bounds().await;
+    let bounds = state.bus.bounds().await;
     Ok(upgrade.on_upgrade(move |socket| serve(socket, state, rx, interest, p.since, bounds)))
 }
 
@@ -185,7 +185,7 @@ async fn serve(
     since: Option<i64>,
     bounds: scheduler::Result<(i64, i64)>,
 ) {
-    let bus = PgEventBus::new(state.queue.pool().clone());
+    let bus = state.bus.clone();
     let (oldest, head) = match bounds {
         Ok(b) => b,
         Err(e) => {

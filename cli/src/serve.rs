@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use engine::backend::BackendKind;
 use scheduler::Queue;
 
-use crate::service::{self, DbArgs, WorkerArgs};
+use crate::service::{self, BusArgs, DbArgs, WorkerArgs};
 
 /// How long open connections (WebSockets) may keep a stopping server alive.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -37,6 +37,8 @@ pub(crate) struct ServeArgs {
     event_retention_days: f64,
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    bus: BusArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,9 +98,33 @@ async fn run_server(queue: Queue, config: &api::Config, args: &ServeArgs) -> Res
             }
         }
     });
-    let state = api::AppState::new(queue, config)
+    let nats = args
+        .bus
+        .connect(keep)
         .await
-        .context("cannot start the event stream")?;
+        .context("cannot start the event bus")?;
+    let state = match nats {
+        #[cfg(feature = "nats")]
+        Some(nats) => {
+            tracing::info!(
+                stream = nats.stream_name(),
+                "events go through nats jetstream"
+            );
+            let relay = scheduler::nats::Relay::new(queue.pool().clone(), nats.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Err(e) = relay.run().await;
+                    tracing::warn!(error = %e, "event relay to nats failed; restarting in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+            api::AppState::with_bus(queue, scheduler::Bus::Nats(nats), config).await
+        }
+        #[cfg(not(feature = "nats"))]
+        Some(never) => match never {},
+        None => api::AppState::new(queue, config).await,
+    }
+    .context("cannot start the event stream")?;
     let app = api::router(state, config);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -179,6 +205,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         db: DbArgs {
             database_url: Some(url.clone()),
         },
+        bus: args.serve.bus.clone(),
     };
     let result = service::runtime()?.block_on(async {
         let db = DbArgs {

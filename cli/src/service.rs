@@ -2,6 +2,8 @@
 //! (claim tile tasks from PostgreSQL, compute pieces with the engine, assemble the COG).
 
 use std::collections::{HashMap, HashSet};
+#[cfg(not(feature = "nats"))]
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,88 @@ pub(crate) struct DbArgs {
     /// PostgreSQL connection string (default: the DATABASE_URL environment variable).
     #[arg(long)]
     pub(crate) database_url: Option<String>,
+}
+
+/// Which event bus: PostgreSQL's own (the default) or NATS JetStream.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BusArgs {
+    /// NATS server for the JetStream event bus, e.g. nats://127.0.0.1:4222 (default: the
+    /// CONSTELLATION_NATS_URL environment variable; without either, PostgreSQL's own bus).
+    #[arg(long)]
+    pub(crate) nats: Option<String>,
+    /// Subject prefix and stream name on NATS, so deployments can share a server.
+    #[arg(long, default_value = "constellation")]
+    pub(crate) nats_prefix: String,
+}
+
+impl BusArgs {
+    fn nats_url(&self) -> Option<String> {
+        self.nats
+            .clone()
+            .or_else(|| std::env::var("CONSTELLATION_NATS_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+    }
+
+    /// Connects to NATS when one is configured, keeping events for `retention`.
+    #[cfg(feature = "nats")]
+    pub(crate) async fn connect(
+        &self,
+        retention: Duration,
+    ) -> Result<Option<scheduler::nats::NatsEventBus>> {
+        let Some(url) = self.nats_url() else {
+            return Ok(None);
+        };
+        let options = scheduler::nats::NatsOptions {
+            prefix: self.nats_prefix.clone(),
+            retention,
+            ..scheduler::nats::NatsOptions::new(url)
+        };
+        let bus = scheduler::nats::NatsEventBus::connect(&options).await?;
+        Ok(Some(bus))
+    }
+
+    /// Without NATS support built in, asking for NATS is an error.
+    #[cfg(not(feature = "nats"))]
+    pub(crate) async fn connect(&self, _retention: Duration) -> Result<Option<Infallible>> {
+        match self.nats_url() {
+            Some(_) => bail!("this build has no nats support (build with --features nats)"),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What wakes an idle worker: LISTEN on PostgreSQL, or a NATS subscription.
+#[derive(Debug)]
+enum Waker {
+    Pg(scheduler::TaskWaker),
+    #[cfg(feature = "nats")]
+    Nats(scheduler::nats::NatsTaskWaker),
+}
+
+impl Waker {
+    #[cfg(feature = "nats")]
+    async fn start(
+        queue: &Queue,
+        nats: Option<&scheduler::nats::NatsEventBus>,
+    ) -> scheduler::Result<Self> {
+        match nats {
+            Some(n) => Ok(Self::Nats(n.task_waker().await?)),
+            None => Ok(Self::Pg(queue.waker().await?)),
+        }
+    }
+
+    #[cfg(not(feature = "nats"))]
+    async fn start(queue: &Queue, _nats: Option<&Infallible>) -> scheduler::Result<Self> {
+        Ok(Self::Pg(queue.waker().await?))
+    }
+
+    async fn wait(&mut self, timeout: Duration) -> scheduler::Result<bool> {
+        match self {
+            Self::Pg(w) => w.wait(timeout).await,
+            #[cfg(feature = "nats")]
+            Self::Nats(w) => w.wait(timeout).await,
+        }
+    }
 }
 
 impl DbArgs {
@@ -125,6 +209,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) simulate_gpus: Option<u32>,
     #[command(flatten)]
     pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) bus: BusArgs,
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -255,6 +341,11 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         base_secs: args.retry_base_secs,
         cap_secs: 600.0,
     });
+    let nats = args
+        .bus
+        .connect(Duration::from_secs(7 * 86_400))
+        .await
+        .context("cannot start the event bus")?;
     let lease = Duration::from_secs_f64(args.lease_secs);
     let claim_batch = args
         .batch
@@ -320,7 +411,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         });
     }
 
-    let mut waker = queue.waker().await.ok();
+    let mut waker = Waker::start(&queue, nats.as_ref()).await.ok();
     let mut runners: HashMap<Uuid, Arc<TileRunner>> = HashMap::new();
     let started = Instant::now();
     let mut tiles_done = 0usize;
@@ -353,7 +444,9 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                     None => {
                         tokio::time::sleep(wait).await;
                         // LISTEN again (on a new connection) once the database answers.
-                        if let Ok(Ok(w)) = tokio::time::timeout(wait, queue.waker()).await {
+                        if let Ok(Ok(w)) =
+                            tokio::time::timeout(wait, Waker::start(&queue, nats.as_ref())).await
+                        {
                             tracing::info!(
                                 worker = %me,
                                 "listening for task notifications again"

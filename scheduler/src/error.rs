@@ -12,6 +12,9 @@ pub enum SchedulerError {
     /// A job spec that cannot be queued (the message names the field at fault).
     #[error("invalid job spec: {0}")]
     InvalidSpec(String),
+    /// The event bus (NATS) refused or could not be reached.
+    #[error("event bus error: {0}")]
+    Bus(String),
     /// A value read back from the database that this code does not know.
     #[error("unknown {what} in the database: {value:?}")]
     Unknown {

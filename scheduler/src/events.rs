@@ -198,3 +198,90 @@ impl EventSubscription {
         Ok(events)
     }
 }
+
+/// The event bus a process was configured with: PostgreSQL (the default) or NATS JetStream.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    /// The `event` table, with NOTIFY.
+    Pg(PgEventBus),
+    /// A JetStream stream fed by a [`crate::nats::Relay`].
+    #[cfg(feature = "nats")]
+    Nats(crate::nats::NatsEventBus),
+}
+
+impl Bus {
+    /// Which bus this is, for logs and readiness (`postgresql` or `nats`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pg(_) => "postgresql",
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => "nats",
+        }
+    }
+
+    /// The oldest and newest retained sequence numbers.
+    pub async fn bounds(&self) -> Result<(i64, i64)> {
+        match self {
+            Self::Pg(b) => b.bounds().await,
+            #[cfg(feature = "nats")]
+            Self::Nats(b) => b.bounds().await,
+        }
+    }
+
+    /// Follow the stream after `after_seq`, optionally one job's events.
+    pub async fn subscribe(&self, after_seq: i64, job: Option<Uuid>) -> Result<Subscription> {
+        Ok(match self {
+            Self::Pg(b) => Subscription::Pg(b.subscribe(after_seq, job).await?),
+            #[cfg(feature = "nats")]
+            Self::Nats(b) => Subscription::Nats(b.subscribe(after_seq, job).await?),
+        })
+    }
+
+    /// Whether the bus answers (readiness).
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            Self::Pg(b) => b.bounds().await.map(|_| ()),
+            #[cfg(feature = "nats")]
+            Self::Nats(b) => b.check().await,
+        }
+    }
+}
+
+impl EventBus for Bus {
+    async fn publish(&self, events: &[NewEvent]) -> Result<Vec<i64>> {
+        match self {
+            Self::Pg(b) => b.publish(events).await,
+            #[cfg(feature = "nats")]
+            Self::Nats(b) => b.publish(events).await,
+        }
+    }
+
+    async fn read(&self, after_seq: i64, job: Option<Uuid>, limit: i64) -> Result<Vec<Event>> {
+        match self {
+            Self::Pg(b) => b.read(after_seq, job, limit).await,
+            #[cfg(feature = "nats")]
+            Self::Nats(b) => b.read(after_seq, job, limit).await,
+        }
+    }
+}
+
+/// A live subscription to either bus.
+#[derive(Debug)]
+pub enum Subscription {
+    /// On PostgreSQL.
+    Pg(EventSubscription),
+    /// On NATS.
+    #[cfg(feature = "nats")]
+    Nats(crate::nats::NatsSubscription),
+}
+
+impl Subscription {
+    /// The next events, waiting up to `timeout`; empty when nothing arrived.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Vec<Event>> {
+        match self {
+            Self::Pg(s) => s.next(timeout).await,
+            #[cfg(feature = "nats")]
+            Self::Nats(s) => s.next(timeout).await,
+        }
+    }
+}

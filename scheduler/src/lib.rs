@@ -6,13 +6,17 @@
 pub mod error;
 pub mod events;
 pub mod model;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod queue;
 #[cfg(feature = "testdb")]
 pub mod testdb;
 pub mod views;
 
 pub use error::{Result, SchedulerError};
-pub use events::{Event, EventBus, EventSubscription, NewEvent, PgEventBus, EVENT_CHANNEL};
+pub use events::{
+    Bus, Event, EventBus, EventSubscription, NewEvent, PgEventBus, Subscription, EVENT_CHANNEL,
+};
 pub use model::{
     ClaimedTask, FailOutcome, HeartbeatReply, JobSpec, JobState, JobStatus, ReapReport, TaskId,
     TaskInfo, TaskKind, TaskRef, TaskState, TileSpec, Window, WorkerSpec, DEFAULT_ACCOUNT_ID,

@@ -1,5 +1,8 @@
 //! Helpers the end-to-end service tests share: synthetic scenes, output paths, raster bits.
 
+// Each test binary uses its own subset.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 /// The recipe the service tests queue.

@@ -45,7 +45,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The database answers (and with it the PostgreSQL event bus). */
+        /** The database answers, and so does the event bus when it is not PostgreSQL's. */
         get: operations["readyz"];
         put?: never;
         post?: never;

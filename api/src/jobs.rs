@@ -127,9 +127,14 @@ pub async fn create_job(
 ) -> ApiResult<Response> {
     let request = submit::request_of(&body, &state.paths)?;
     let (priority, max_attempts) = (body.priority, body.max_attempts);
+    // The workers that run the job's tasks continue this request's trace.
+    let trace_context = state
+        .propagation
+        .as_ref()
+        .and_then(|p| p.job_context(&tracing::Span::current()));
     let spec = tokio::task::spawn_blocking(move || {
         let plan = request.plan()?;
-        submit::job_spec(&request, &plan, priority, max_attempts, None)
+        submit::job_spec(&request, &plan, priority, max_attempts, trace_context)
     })
     .await
     .map_err(|e| Problem::internal(format!("planning failed: {e}")))?

@@ -31,6 +31,9 @@ use crate::problem::Problem;
 use crate::submit::Paths;
 use crate::ws::EventHub;
 
+/// The header map [`Propagation`] reads a request's trace context from.
+pub use axum::http::HeaderMap;
+
 /// How the server is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,6 +51,20 @@ pub struct Config {
     pub ws_buffer_events: usize,
     /// Memory for rendered output tiles.
     pub tile_cache_bytes: usize,
+    /// Trace propagation, when the process exports traces.
+    pub propagation: Option<Arc<dyn Propagation>>,
+}
+
+/// Distributed tracing across processes (W3C trace context), installed by the binary when it
+/// exports traces. Without it, requests and jobs carry no trace.
+pub trait Propagation: Send + Sync + std::fmt::Debug {
+    /// Makes `span` (created, not yet entered) continue the trace the request's headers name
+    /// (`traceparent`, `tracestate`), or start a new one; returns its trace id (32 hex digits).
+    fn continue_request(&self, headers: &HeaderMap, span: &tracing::Span) -> Option<String>;
+
+    /// The trace context of `span` as the W3C headers a job stores (`{"traceparent": …}`), so
+    /// the workers that run its tasks continue the trace.
+    fn job_context(&self, span: &tracing::Span) -> Option<serde_json::Value>;
 }
 
 impl Default for Config {
@@ -60,6 +77,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             ws_buffer_events: 4096,
             tile_cache_bytes: 64 << 20,
+            propagation: None,
         }
     }
 }
@@ -74,6 +92,8 @@ pub struct AppState {
     pub paths: Arc<Paths>,
     pub http: Arc<HttpMetrics>,
     pub tiles: Arc<tiles::TileCache>,
+    /// Trace propagation (see [`Propagation`]).
+    pub propagation: Option<Arc<dyn Propagation>>,
     web_dir: Option<PathBuf>,
 }
 
@@ -97,6 +117,7 @@ impl AppState {
             }),
             http: Arc::new(HttpMetrics::default()),
             tiles: tiles::TileCache::new(config.tile_cache_bytes),
+            propagation: config.propagation.clone(),
             web_dir: config.web_dir.clone(),
         })
     }

@@ -54,9 +54,20 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    // Every line logged while the request is handled carries its id, method and route.
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    // Every line logged while the request is handled carries its id, method and route, and
+    // its trace id when traces are exported.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(p) = &state.propagation {
+        if let Some(trace_id) = p.continue_request(req.headers(), &span) {
+            span.record("trace_id", trace_id.as_str());
+        }
+    }
     let response = next.run(req).instrument(span.clone()).await;
     let secs = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();

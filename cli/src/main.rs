@@ -22,6 +22,8 @@ mod run;
 mod serve;
 #[cfg(feature = "gdal")]
 mod service;
+#[cfg(feature = "otel")]
+mod telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,28 +47,62 @@ enum LogFormat {
     Json,
 }
 
+/// What keeps trace export alive until `main` returns (then buffered spans are sent).
+#[cfg(feature = "otel")]
+type Telemetry = Option<telemetry::Telemetry>;
+#[cfg(not(feature = "otel"))]
+type Telemetry = NoTelemetry;
+
+/// Without the `otel` feature nothing is exported.
+#[cfg(not(feature = "otel"))]
+#[derive(Debug)]
+struct NoTelemetry;
+
 /// Installs the process's log subscriber: stderr, filtered by `CONSTELLATION_LOG` (an
-/// `EnvFilter` directive, default `info` with the database driver's statements at `warn`).
-fn init_logs(format: LogFormat) {
+/// `EnvFilter` directive, default `info` with the database driver's statements at `warn`);
+/// with the `otel` feature and an `OTEL_EXPORTER_OTLP_*ENDPOINT`, spans are also exported.
+fn init_logs(format: LogFormat) -> Telemetry {
     use std::io::IsTerminal as _;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
     let filter = EnvFilter::try_from_env("CONSTELLATION_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second subscriber (tests calling main twice) is not an error worth stopping for.
-    let _ = match format {
-        LogFormat::Pretty => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![match format {
+        LogFormat::Pretty => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
+    }];
+    #[cfg(feature = "otel")]
+    let telemetry = if telemetry::wanted() {
+        match telemetry::start::<Registry>() {
+            Ok((guard, layer)) => {
+                layers.push(layer.boxed());
+                Some(guard)
+            }
+            Err(e) => {
+                eprintln!("warning: {}; traces are not exported", one_line(&e));
+                None
+            }
+        }
+    } else {
+        None
     };
+    // A second subscriber (tests calling main twice) is not an error worth stopping for.
+    let _ = tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init();
+    #[cfg(feature = "otel")]
+    return telemetry;
+    #[cfg(not(feature = "otel"))]
+    NoTelemetry
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,7 +136,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    let _telemetry = init_logs(cli.log_format);
     #[cfg(feature = "gdal")]
     full::init();
     match dispatch(cli) {

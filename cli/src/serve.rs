@@ -79,6 +79,8 @@ impl ServeArgs {
             data_dir,
             input_roots: self.input_roots.clone(),
             web_dir,
+            #[cfg(feature = "otel")]
+            propagation: crate::telemetry::wanted().then(crate::telemetry::W3c::shared),
             ..api::Config::default()
         })
     }

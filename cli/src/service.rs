@@ -482,6 +482,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                             task_id = task.run.id,
                             tile = %tile,
                             attempt = task.run.attempt,
+                            trace_id = trace_id_of(task),
                             error = %error,
                             "task {what}"
                         );
@@ -500,9 +501,28 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 }
             }
             // Fenced: a completion that landed before the connection was lost is refused
-            // when tried again, never counted twice.
-            let accepted =
-                through_outage(me, "complete", &shared, || queue.complete(me, &done)).await?;
+            // when tried again, never counted twice. One statement for the whole batch; its
+            // span joins the trace of the batch's first traced job.
+            let span = tracing::info_span!(
+                "queue complete",
+                worker = %me,
+                tasks = done.len(),
+                trace_id = tracing::field::Empty,
+            );
+            continue_trace(
+                &span,
+                claimed.iter().find_map(|t| {
+                    t.trace_context
+                        .as_ref()
+                        .filter(|_| trace_id_of(t).is_some())
+                }),
+            );
+            let accepted = {
+                use tracing::Instrument as _;
+                through_outage(me, "complete", &shared, || queue.complete(me, &done))
+                    .instrument(span)
+                    .await?
+            };
             tiles_done += accepted.len();
             for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
                 let tile = tile_label(task);
@@ -512,10 +532,14 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                     task_id = task.run.id,
                     tile = %tile,
                     attempt = task.run.attempt,
+                    trace_id = trace_id_of(task),
                     "task done"
                 );
             }
-            for (task, output) in claimed.iter().zip(&done) {
+            for output in &done {
+                let Some(task) = claimed.iter().find(|t| t.run == output.0) else {
+                    continue;
+                };
                 if task.kind == TaskKind::Finalize && accepted.contains(&task.run.id) {
                     let line = format!(
                         "assembled {} from {} tile(s)",
@@ -752,6 +776,8 @@ fn compute_all(
                         return;
                     };
                     let (task, job) = &work[group[0]];
+                    let span = task_span(task, group.len());
+                    let _entered = span.enter();
                     match job {
                         Err(e) => {
                             for &i in group {
@@ -795,6 +821,58 @@ fn compute_all(
             })
         })
         .collect()
+}
+
+/// The trace id in a job's stored W3C context (`traceparent: 00-<trace id>-<span id>-<flags>`).
+fn trace_id_of(task: &ClaimedTask) -> Option<&str> {
+    let parent = task.trace_context.as_ref()?.get("traceparent")?.as_str()?;
+    let id = parent.split('-').nth(1)?;
+    let valid = id.len() == 32
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && id.bytes().any(|b| b != b'0');
+    valid.then_some(id)
+}
+
+/// Makes `span` (not yet entered) continue the trace of a job's stored context, recording the
+/// trace id on it; without trace export only the id is recorded.
+fn continue_trace(span: &tracing::Span, context: Option<&Value>) {
+    #[cfg(feature = "otel")]
+    let id = crate::telemetry::continue_job(span, context);
+    #[cfg(not(feature = "otel"))]
+    let id: Option<String> = None;
+    let stored = context
+        .and_then(|c| c.get("traceparent"))
+        .and_then(Value::as_str)
+        .and_then(|p| p.split('-').nth(1));
+    if let Some(id) = id.as_deref().or(stored) {
+        span.record("trace_id", id);
+    }
+}
+
+/// The span a group of tasks computes in: `tiles` or `finalize`, with the job, how many tasks
+/// and the trace the job's submitting request started.
+fn task_span(task: &ClaimedTask, tasks: usize) -> tracing::Span {
+    let span = match task.kind {
+        TaskKind::Tile => tracing::info_span!(
+            "tiles",
+            job_id = %task.job_id,
+            tasks,
+            trace_id = tracing::field::Empty,
+        ),
+        TaskKind::Finalize => tracing::info_span!(
+            "finalize",
+            job_id = %task.job_id,
+            task_id = task.run.id,
+            trace_id = tracing::field::Empty,
+        ),
+    };
+    continue_trace(
+        &span,
+        task.trace_context
+            .as_ref()
+            .filter(|_| trace_id_of(task).is_some()),
+    );
+    span
 }
 
 /// The batch as groups of task indices computed together: consecutive tile tasks of one job

@@ -16,7 +16,7 @@ COPY web/ ./
 COPY api/openapi.json /src/api/openapi.json
 RUN npm run build
 
-# the binary, default features (gdal: raster i/o, postgresql, the api) and the nats event bus
+# the binary, default features (gdal: raster i/o, postgresql, the api) the nats event bus and otlp traces
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libgdal-dev \
@@ -25,7 +25,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p constellation --features nats \
+    cargo build --release --locked -p constellation --features nats,otel \
     && install -D -m 0755 target/release/constellation /out/constellation
 
 FROM debian:bookworm-slim

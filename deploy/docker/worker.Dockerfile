@@ -30,7 +30,7 @@ COPY . .
 # the runtime gdal package is whatever libgdal-dev depends on here (libgdal34t64 on 24.04)
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p constellation --features cuda,nvml,wgpu,nats \
+    cargo build --release --locked -p constellation --features cuda,nvml,wgpu,nats,otel \
     && install -D -m 0755 target/release/constellation /out/constellation \
     && dpkg-query -W -f='${Depends}\n' libgdal-dev | tr ',' '\n' | grep -o 'libgdal[0-9a-z]*' | head -n 1 > /out/gdal-package \
     && test -s /out/gdal-package

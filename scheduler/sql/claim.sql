@@ -31,7 +31,7 @@ WITH next AS (
     SELECT id, 'job_running', '{}' FROM started
 )
 SELECT c.id, c.job_id, c.kind, c.tile_index, c.attempt, c.max_attempts, c.lease_expires_at,
-       j.recipe, j.params, j.inputs,
+       j.recipe, j.params, j.inputs, j.trace_context,
        tl.x_px, tl.y_px, tl.width_px, tl.height_px
 FROM claimed c
 JOIN job j ON j.id = c.job_id

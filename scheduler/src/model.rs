@@ -178,6 +178,9 @@ pub struct ClaimedTask {
     pub params: Value,
     /// The job's inputs.
     pub inputs: Value,
+    /// W3C trace context of the request that submitted the job (`{"traceparent": …}`), which
+    /// the worker's spans continue.
+    pub trace_context: Option<Value>,
     /// When the lease runs out unless a heartbeat extends it.
     pub lease_expires_at: DateTime<Utc>,
 }

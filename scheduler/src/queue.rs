@@ -229,6 +229,7 @@ impl Queue {
                     recipe: r.try_get("recipe")?,
                     params: r.try_get("params")?,
                     inputs: r.try_get("inputs")?,
+                    trace_context: r.try_get("trace_context")?,
                     lease_expires_at: r.try_get("lease_expires_at")?,
                 })
             })

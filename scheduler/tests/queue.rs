@@ -437,6 +437,27 @@ async fn higher_priorities_are_claimed_first() {
 }
 
 #[tokio::test]
+async fn a_claimed_task_carries_its_jobs_trace_context() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let context = json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
+    let traced = q
+        .submit(&scheduler::JobSpec {
+            trace_context: Some(context.clone()),
+            ..job(1, 5, 1)
+        })
+        .await
+        .unwrap();
+    q.submit(&job(1, 0, 1)).await.unwrap();
+    let claimed = q.claim(Uuid::new_v4(), 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for t in &claimed {
+        let want = (t.job_id == traced).then(|| context.clone());
+        assert_eq!(t.trace_context, want);
+    }
+}
+
+#[tokio::test]
 async fn invalid_specs_are_refused_before_anything_is_written() {
     let db = TestDb::new().await;
     let q = db.queue(2).await;

@@ -53,6 +53,7 @@ class Env:
         self.rustc_wait_secs = float(e.get("LB_RUSTC_WAIT_SECS", "600"))
         self.source = e.get("LB_SOURCE", "")
         self.only = set(filter(None, e.get("LB_ONLY", "").split(",")))
+        self.idle_busy_pct = float(e.get("LB_IDLE_BUSY_PCT", "25"))
         self.profile = e.get("LB_PROFILE", "") == "1"
         self.profile_rate = float(e.get("LB_PROFILE_RATE", "300"))
 
@@ -358,21 +359,45 @@ class Sampler:
         for k, p in self.extra.items():
             ticks = max(pid_ticks(p), self.extra_last.get(k, 0))
             out[f"{k}_cpu_pct"] = pct(ticks - self.extra0[k])
+        # What the rest of the machine (other users, PostgreSQL's own background work, the
+        # kernel's share not charged to a process) took meanwhile, in % of one core.
+        ours = sum(v for k, v in out.items() if k.endswith("_cpu_pct"))
+        out["other_cpu_pct"] = round(max(out["machine_busy_pct"] * os.cpu_count() - ours, 0), 1)
         return out
 
     def __exit__(self, *exc):
         self.stop.set()
 
 
+def machine_busy(secs):
+    """The machine's CPU use over `secs`, as a fraction of all its cores."""
+    b0, a0 = cpu_times()
+    time.sleep(secs)
+    b1, a1 = cpu_times()
+    return (b1 - b0) / max(a1 - a0, 1)
+
+
 def wait_for_quiet():
-    """Waits (up to LB_RUSTC_WAIT_SECS) until no compiler runs on the machine."""
-    waited = 0.0
-    while comm_pids("rustc") and waited < ENV.rustc_wait_secs:
-        if waited == 0:
-            log("waiting for running rustc processes to finish")
-        time.sleep(10)
-        waited += 10
-    return {"waited_for_rustc_secs": waited, "rustc_running_at_start": bool(comm_pids("rustc"))}
+    """Waits (up to LB_RUSTC_WAIT_SECS) until no compiler runs on the machine and the machine
+    is mostly idle (under LB_IDLE_BUSY_PCT % busy over 5 s) before a measured run."""
+    started = time.time()
+    announced = False
+    while True:
+        rustc = bool(comm_pids("rustc"))
+        busy = machine_busy(5)
+        quiet = not rustc and busy * 100 < ENV.idle_busy_pct
+        if quiet or time.time() - started >= ENV.rustc_wait_secs:
+            break
+        if not announced:
+            log(f"waiting for a quiet machine (rustc running: {rustc}, {busy:.0%} busy)")
+            announced = True
+        time.sleep(5)
+    return {
+        "waited_secs": round(time.time() - started, 1),
+        "quiet_at_start": quiet,
+        "rustc_running_at_start": rustc,
+        "machine_busy_pct_before": round(busy * 100, 1),
+    }
 
 
 def server_log_offset():
@@ -441,11 +466,15 @@ def oha_run(name, urls):
     errors = o.get("errorDistribution", {})
     per_request = lambda key: (round(load[key] / 100.0 * load["seconds"] / total * 1e3, 3)
                                if total else None)
+    cpu_ms = {"server": per_request("server_cpu_pct"), "postgres": per_request("postgres_cpu_pct")}
+    both_ms = (cpu_ms["server"] or 0) + (cpu_ms["postgres"] or 0)
     return {
         "endpoint": name,
         "urls": urls,
-        "cpu_ms_per_request": {"server": per_request("server_cpu_pct"),
-                               "postgres": per_request("postgres_cpu_pct")},
+        "cpu_ms_per_request": cpu_ms,
+        # The most this endpoint could serve if the server and its database had every core
+        # to themselves (no client, nothing else running): cores / CPU per request.
+        "capacity_bound_per_sec": round(os.cpu_count() * 1e3 / both_ms) if both_ms else None,
         "target_rate_per_sec": ENV.rate,
         "achieved_rate_per_sec": round(s.get("requestsPerSec") or 0, 1),
         "duration_secs": round(s.get("total") or 0, 2),
@@ -742,7 +771,12 @@ def markdown(res):
         "",
         "The load clients (oha, wsfan) run on the same 2 cores as the server and PostgreSQL: "
         f"they are pinned to CPU {s['client_cpus']} with `taskset`, the server and PostgreSQL "
-        "are not pinned. CPU shares below are % of one core over the run.",
+        "are not pinned. CPU shares below are % of one core over the run; *other* is what the "
+        "rest of the machine took meanwhile (other users of this machine and of its "
+        "PostgreSQL, and kernel time not charged to a process). Before each measured run the "
+        "script waits (up to 10 minutes) for no compiler to run and the machine to be under "
+        f"{s['idle_busy_pct']:g} % busy; *bound req/s* = 2 cores / (server + database CPU per "
+        "request), the most the endpoint could serve with the machine to itself.",
         "",
         "## Goals",
         "",
@@ -761,8 +795,9 @@ def markdown(res):
         "handling time (its request log).",
         "",
         "| endpoint | achieved req/s | ok | p50 ms | p90 ms | p99 ms | max ms | server p50 / p99 ms "
-        "| bytes | CPU ms/req server + db | server CPU % | db CPU % | oha CPU % | load avg (mean / max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---|",
+        "| bytes | CPU ms/req server + db | bound req/s | server CPU % | db CPU % | oha CPU % "
+        "| other CPU % | load avg (mean / max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["reads"]:
         l, ld = r["latency_ms"], r["load"]
@@ -776,15 +811,16 @@ def markdown(res):
             f"{r['ok_requests']}/{r['requests']} | {fmt(l['p50'], 2)} | {fmt(l['p90'], 2)} | "
             f"{fmt(l['p99'], 2)} | {fmt(l['max'], 1)} | {srv_text} | {r['bytes_per_response']} | "
             f"{fmt(r['cpu_ms_per_request']['server'], 2)} + "
-            f"{fmt(r['cpu_ms_per_request']['postgres'], 2)} | {fmt(ld['server_cpu_pct'])} | {fmt(ld['postgres_cpu_pct'])} | "
-            f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['loadavg_1m_mean'], 2)} / "
-            f"{fmt(ld['loadavg_1m_max'], 2)} |")
+            f"{fmt(r['cpu_ms_per_request']['postgres'], 2)} | {fmt(r['capacity_bound_per_sec'])} | "
+            f"{fmt(ld['server_cpu_pct'])} | {fmt(ld['postgres_cpu_pct'])} | "
+            f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['other_cpu_pct'])} | "
+            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} |")
     if res.get("cold_tiles"):
         c = res["cold_tiles"]
         l = c["latency_ms"]
         lines += [
             "",
-            f"Cold tiles (each rendered once, sequentially, no other load): {c['tiles']} tiles "
+            f"Cold tiles (each rendered once, sequentially, before the fixed-rate runs): {c['tiles']} tiles "
             f"({c['statuses']}), p50 {fmt(l.get('p50'), 1)} ms, p90 {fmt(l.get('p90'), 1)} ms, "
             f"p99 {fmt(l.get('p99'), 1)} ms, max {fmt(l.get('max'), 1)} ms. The tile row above "
             "is one tile served from the in-memory cache.",
@@ -801,8 +837,8 @@ def markdown(res):
         "",
         "| run | events | stored rate /s | deliveries | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
         "| last subscriber p99 ms | missing | lagged / resync / error | complete subscribers "
-        "| server CPU % | db CPU % | wsfan CPU % | load avg (mean / max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "| server CPU % | db CPU % | wsfan CPU % | other CPU % | load avg (mean / max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in res["websocket"].items():
         l, e, lo, ld = r["latency_ms"], r["events"], r["losses"], r["load"]
@@ -814,16 +850,22 @@ def markdown(res):
             f"{lo['missing_total']} | {lo['lagged_messages']} / {lo['resync_messages']} / "
             f"{lo['error_messages']} | {r['subscribers']['complete']}/{s['subscribers']} | "
             f"{fmt(ld['server_cpu_pct'])} | {fmt(ld['postgres_cpu_pct'])} | "
-            f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['loadavg_1m_mean'], 2)} / "
-            f"{fmt(ld['loadavg_1m_max'], 2)} |")
+            f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['other_cpu_pct'])} | "
+            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} |")
     for name, r in res["websocket"].items():
         kinds = r.get("latency_ms_by_kind", {})
         if len(kinds) > 1:
-            lines += ["", f"Latency by event kind ({name}):", "",
-                      "| kind | deliveries | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+            first = r.get("first_subscriber_ms_by_kind", {})
+            lines += ["", f"Latency by event kind ({name}); *first subscriber* = per event, "
+                      "the time until the first subscriber had it (storage and the hub, "
+                      "before the fan-out):", "",
+                      "| kind | deliveries | p50 ms | p99 ms | max ms | first subscriber p50 / max ms |",
+                      "|---|---:|---:|---:|---:|---|"]
             for k, v in kinds.items():
+                f = first.get(k, {})
                 lines.append(f"| {k} | {v['count']} | {fmt(v.get('p50'), 2)} | "
-                             f"{fmt(v.get('p99'), 2)} | {fmt(v.get('max'), 1)} |")
+                             f"{fmt(v.get('p99'), 2)} | {fmt(v.get('max'), 1)} | "
+                             f"{fmt(f.get('p50'), 2)} / {fmt(f.get('max'), 1)} |")
     if res.get("profiles"):
         lines += ["", "## Profiles (perf, separate runs after the measured ones)", ""]
         for name, pr in res["profiles"].items():
@@ -904,6 +946,8 @@ def main():
             "ws_secs": ENV.ws_secs,
             "ws_jobs": ENV.ws_jobs,
             "client_cpus": ENV.client_cpus,
+            "idle_busy_pct": ENV.idle_busy_pct,
+            "quiet_wait_max_secs": ENV.rustc_wait_secs,
             "server": "constellation serve (release build, --log-format json, info logs to a file)",
             "database": "a fresh database on the local PostgreSQL (shared with other users of it)",
         },

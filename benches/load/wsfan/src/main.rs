@@ -384,6 +384,12 @@ fn aggregate(
     let resync = sum(|r| r.resync_messages);
     let errors = sum(|r| r.error_messages);
     let closed_early = reports.iter().filter(|r| r.closed_early).count();
+    let mut first_by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (e, (_, kind)) in per_event.iter().zip(expected) {
+        if e.0 > 0 {
+            first_by_kind.entry(kind.as_str()).or_default().push(e.1);
+        }
+    }
     let mut first_ms: Vec<f64> = per_event.iter().filter(|e| e.0 > 0).map(|e| e.1).collect();
     let mut last_ms: Vec<f64> = per_event.iter().filter(|e| e.0 > 0).map(|e| e.2).collect();
     let events_span_secs = if ts_range_us.1 > ts_range_us.0 {
@@ -447,6 +453,10 @@ fn aggregate(
             .map(|(k, mut v)| (k.to_owned(), summary(&mut v)))
             .collect::<serde_json::Map<_, _>>(),
         "first_subscriber_ms": summary(&mut first_ms),
+        "first_subscriber_ms_by_kind": first_by_kind
+            .into_iter()
+            .map(|(k, mut v)| (k.to_owned(), summary(&mut v)))
+            .collect::<serde_json::Map<_, _>>(),
         "last_subscriber_ms": summary(&mut last_ms),
     })
 }

@@ -7,8 +7,10 @@ pub mod jobs;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod prom;
 pub mod submit;
 pub mod tiles;
+pub mod worker_metrics;
 pub mod ws;
 
 use std::path::PathBuf;

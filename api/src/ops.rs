@@ -14,19 +14,36 @@ use axum::response::{IntoResponse, Response};
 
 use crate::dto::Health;
 use crate::problem::{ApiResult, Json, Problem};
+use crate::prom::escape;
 use crate::AppState;
 
 /// A series: method, route template, status.
 type Series = (String, String, u16);
 
-/// Request counts and total seconds by series.
-#[derive(Debug, Default)]
+/// Request counts and total seconds by series, and latency histograms by method and route.
+#[derive(Debug)]
 pub struct HttpMetrics {
     by_route: Mutex<BTreeMap<Series, (u64, f64)>>,
+    duration: crate::prom::Histograms,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            by_route: Mutex::default(),
+            duration: crate::prom::Histograms::new(
+                "constellation_http_request_duration_seconds",
+                "Time to answer a request, by method and route template (WebSockets: until the upgrade).",
+                &["method", "route"],
+                crate::prom::SECONDS_BUCKETS,
+            ),
+        }
+    }
 }
 
 impl HttpMetrics {
     fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
+        self.duration.observe(&[method, route], secs);
         if let Ok(mut m) = self.by_route.lock() {
             let e = m
                 .entry((method.to_owned(), route.to_owned(), status))
@@ -195,13 +212,6 @@ fn write_worker_series(out: &mut String, workers: &[scheduler::WorkerView]) {
     }
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
@@ -240,6 +250,8 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
             escape(route)
         );
     }
+    state.http.duration.render(&mut out);
+    crate::prom::render_pool(&mut out, &state.queue);
     let counts = state.queue.task_counts().await?;
     let _ = writeln!(out, "# HELP constellation_tasks Tasks by state.");
     let _ = writeln!(out, "# TYPE constellation_tasks gauge");

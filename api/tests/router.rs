@@ -642,6 +642,31 @@ async fn recipes_workers_with_gpu_samples_metrics_and_request_ids() {
         text.contains("constellation_tiles_per_second 0\n"),
         "{text}"
     );
+    // Latency histograms by route, and the database pool.
+    assert!(
+        text.contains("# TYPE constellation_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "constellation_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/jobs\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "constellation_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/jobs\",le=\"+Inf\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("constellation_db_pool_connections{state=\"idle\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("constellation_db_pool_max_connections "),
+        "{text}"
+    );
     // The worker by state, and its GPU's latest sample under DCGM's names and units.
     assert!(
         text.contains("constellation_workers{state=\"up\"} 1\n"),

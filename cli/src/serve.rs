@@ -204,6 +204,7 @@ pub(crate) fn up(args: &UpArgs) -> Result<()> {
         retry_base_secs: 5.0,
         once: false,
         simulate_gpus: args.simulate_gpus,
+        metrics_listen: None,
         db: DbArgs {
             database_url: Some(url.clone()),
         },

@@ -207,6 +207,9 @@ pub(crate) struct WorkerArgs {
     /// Report N simulated GPUs (samples marked simulated) instead of NVML's, for demos.
     #[arg(long)]
     pub(crate) simulate_gpus: Option<u32>,
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9184).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -346,6 +349,15 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
         .connect(Duration::from_secs(7 * 86_400))
         .await
         .context("cannot start the event bus")?;
+    let metrics = Arc::new(api::worker_metrics::WorkerMetrics::default());
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+        let app = api::worker_metrics::router(metrics.clone(), queue.clone());
+        tokio::spawn(api::serve(listener, app, std::future::pending()));
+        tracing::info!(address = %addr, "metrics at http://{addr}/metrics");
+    }
     let lease = Duration::from_secs_f64(args.lease_secs);
     let claim_batch = args
         .batch
@@ -420,9 +432,15 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             if shared.draining.load(Ordering::SeqCst) {
                 break;
             }
+            let claim_started = Instant::now();
             let claimed =
                 through_outage(me, "claim", &shared, || queue.claim(me, claim_batch, lease))
                     .await?;
+            metrics.claim_seconds.observe(
+                &[if claimed.is_empty() { "empty" } else { "tasks" }],
+                claim_started.elapsed().as_secs_f64(),
+            );
+            metrics.claimed_tasks.add(&[], claimed.len() as f64);
             if claimed.is_empty() {
                 if args.once
                     && through_outage(me, "backlog", &shared, || queue.backlog()).await? == 0
@@ -460,7 +478,8 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             if let Ok(mut m) = shared.in_flight.lock() {
                 m.extend(claimed.iter().map(|t| (t.run.id, t.run)));
             }
-            let outcomes = run_batch(&claimed, &mut runners, &backend, &shared, threads).await;
+            let outcomes =
+                run_batch(&claimed, &mut runners, &backend, &shared, &metrics, threads).await;
             let mut done = Vec::new();
             for (task, outcome) in claimed.iter().zip(outcomes) {
                 match outcome {
@@ -524,6 +543,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                     .await?
             };
             tiles_done += accepted.len();
+            count_tiles(&metrics, backend.name(), &claimed, &accepted, &runners);
             for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
                 let tile = tile_label(task);
                 tracing::info!(
@@ -692,6 +712,7 @@ async fn run_batch(
     runners: &mut HashMap<Uuid, Arc<TileRunner>>,
     backend: &Arc<Backend>,
     shared: &Arc<Shared>,
+    metrics: &Arc<api::worker_metrics::WorkerMetrics>,
     threads: usize,
 ) -> Vec<Outcome> {
     let mut jobs: HashMap<Uuid, Opened> = HashMap::new();
@@ -731,9 +752,9 @@ async fn run_batch(
         .iter()
         .map(|t| (t.clone(), jobs[&t.job_id].clone()))
         .collect();
-    let (shared, backend) = (shared.clone(), backend.clone());
+    let (shared, backend, metrics) = (shared.clone(), backend.clone(), metrics.clone());
     let n = work.len();
-    tokio::task::spawn_blocking(move || compute_all(&work, &shared, &backend, threads))
+    tokio::task::spawn_blocking(move || compute_all(&work, &shared, &backend, &metrics, threads))
         .await
         .unwrap_or_else(|e| {
             (0..n)
@@ -752,12 +773,26 @@ fn compute_all(
     work: &[Work],
     shared: &Shared,
     backend: &Arc<Backend>,
+    metrics: &api::worker_metrics::WorkerMetrics,
     threads: usize,
 ) -> Vec<Outcome> {
     let groups = group_tiles(work);
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Outcome>>> = work.iter().map(|_| Mutex::new(None)).collect();
-    let set = |i: usize, outcome: Outcome| {
+    let set = |i: usize, outcome: Outcome, since: Instant| {
+        let kind = match work[i].0.kind {
+            TaskKind::Tile => "tile",
+            TaskKind::Finalize => "finalize",
+        };
+        let result = match &outcome {
+            Outcome::Done(_) => "done",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Stopped => "stopped",
+        };
+        metrics.task_seconds.observe(
+            &[kind, backend.name(), result],
+            since.elapsed().as_secs_f64(),
+        );
         if let Ok(mut slot) = slots[i].lock() {
             *slot = Some(outcome);
         }
@@ -778,6 +813,7 @@ fn compute_all(
                     let (task, job) = &work[group[0]];
                     let span = task_span(task, group.len());
                     let _entered = span.enter();
+                    let since = Instant::now();
                     match job {
                         Err(e) => {
                             for &i in group {
@@ -787,12 +823,13 @@ fn compute_all(
                                         error: e.clone(),
                                         retryable: true,
                                     },
+                                    since,
                                 );
                             }
                         }
                         Ok(_) if shared.is_stopped(task.run.id) => {
                             for &i in group {
-                                set(i, Outcome::Stopped);
+                                set(i, Outcome::Stopped, since);
                             }
                         }
                         Ok((runner, stored)) if group.len() > 1 => {
@@ -800,12 +837,16 @@ fn compute_all(
                                 group.iter().map(|&i| &work[i].0).collect();
                             let outcomes = run_tile_group(&tasks, runner, stored, &mut readers);
                             for (&i, outcome) in group.iter().zip(outcomes) {
-                                set(i, outcome.map_or_else(|e| failed(&e), Outcome::Done));
+                                set(i, outcome.map_or_else(|e| failed(&e), Outcome::Done), since);
                             }
                         }
                         Ok((runner, stored)) => {
                             let outcome = run_task(task, runner, stored, backend, &mut readers);
-                            set(group[0], outcome.map_or_else(|e| failed(&e), Outcome::Done));
+                            set(
+                                group[0],
+                                outcome.map_or_else(|e| failed(&e), Outcome::Done),
+                                since,
+                            );
                         }
                     }
                 }
@@ -821,6 +862,28 @@ fn compute_all(
             })
         })
         .collect()
+}
+
+/// Counts the accepted tile tasks of a batch: tiles, pixels and kernel bytes (input and output
+/// bands as 4-byte planes) for this worker's backend.
+fn count_tiles(
+    metrics: &api::worker_metrics::WorkerMetrics,
+    backend: &str,
+    claimed: &[ClaimedTask],
+    accepted: &[TaskId],
+    runners: &HashMap<Uuid, Arc<TileRunner>>,
+) {
+    for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
+        let (Some((_, w)), Some(runner)) = (task.tile, runners.get(&task.job_id)) else {
+            continue;
+        };
+        let px = f64::from(w.width_px.max(0)) * f64::from(w.height_px.max(0));
+        let recipe = &runner.prepared().recipe;
+        let planes = (recipe.bands.len() + recipe.outputs.len()) as f64;
+        metrics.tiles.add(&[backend], 1.0);
+        metrics.pixels.add(&[backend], px);
+        metrics.kernel_bytes.add(&[backend], px * planes * 4.0);
+    }
 }
 
 /// The trace id in a job's stored W3C context (`traceparent: 00-<trace id>-<span id>-<flags>`).

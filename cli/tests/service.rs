@@ -154,6 +154,84 @@ async fn two_workers_assemble_the_same_cog_as_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_worker_serves_its_metrics_while_it_runs() {
+    let db = TestDb::new().await;
+    db.migrate();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = scene(&tmp.path().join("scene"), 384, 3);
+    let job = submit(&db, &inputs, &tmp.path().join("out"), &["--tile-px", "128"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = db
+        .cmd(&[
+            "worker",
+            "--backend",
+            "cpu",
+            "--batch",
+            "4",
+            "--metrics-listen",
+            &listen,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the worker starts");
+    let q = db.queue().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = q.job(job).await.expect("job").expect("exists").state;
+        if state == JobState::Succeeded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not finish: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scrape = || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&listen).expect("the metrics port answers");
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        reply
+    };
+    let text = scrape();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // 9 tiles of 128² px; NDVI reads three bands (red, nir, scl) and writes one.
+    for line in [
+        "constellation_worker_tiles_total{backend=\"cpu\"} 9\n",
+        "constellation_worker_pixels_total{backend=\"cpu\"} 147456\n",
+        "constellation_worker_claimed_tasks_total 10\n",
+        "constellation_worker_task_seconds_count{kind=\"tile\",backend=\"cpu\",outcome=\"done\"} 9\n",
+        "constellation_worker_task_seconds_count{kind=\"finalize\",backend=\"cpu\",outcome=\"done\"} 1\n",
+        "# TYPE constellation_worker_claim_seconds histogram\n",
+        "constellation_db_pool_max_connections 4\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in {text}");
+    }
+    let bytes: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("constellation_worker_kernel_bytes_total{backend=\"cpu\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("kernel bytes");
+    let pixels = 9.0 * 128.0 * 128.0;
+    assert!(
+        bytes >= pixels * 4.0 * 2.0 && bytes % (pixels * 4.0) == 0.0,
+        "whole 4-byte planes, at least one in and one out: {bytes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_area_of_interest_computes_only_its_tiles_and_leaves_the_rest_nodata() {
     let db = TestDb::new().await;
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -110,16 +110,22 @@ def api_routes() -> set[str]:
 
 
 def exposed_series() -> set[str]:
-    """Series names that the code writes into /metrics (api and scheduler sources)."""
+    """Series names that the code writes into /metrics (api and scheduler sources): the API's
+    and the workers' (`worker --metrics-listen`), and the GPU samples under DCGM's names."""
     names: set[str] = set()
     for crate in ("api", "scheduler"):
         for p in (ROOT / crate / "src").rglob("*.rs"):
             text = p.read_text()
-            if "# TYPE" not in text:
-                continue
             names |= set(re.findall(r"# TYPE (\w+) ", text))
             # sample lines: "name{labels} value" or "name value" inside format strings
             names |= set(re.findall(r'"(constellation_\w+)(?:\{|\s)', text))
+            # families declared through api::prom (histograms also expose _bucket/_sum/_count)
+            for kind, name in re.findall(r'(Histograms|Counters)::new\(\s*"(\w+)"', text):
+                names.add(name)
+                if kind == "Histograms":
+                    names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+            # the GPU samples under the DCGM exporter's names
+            names |= set(re.findall(r'"(DCGM_FI_\w+)"', text))
     return names
 
 
@@ -520,7 +526,7 @@ def check_grafana() -> int:
                 problem(b, f"panel {panel.get('title')!r} has no query")
             for t in panel.get("targets", []):
                 expr = t.get("expr", "")
-                used = set(re.findall(r"\b(constellation_\w+)", expr))
+                used = set(re.findall(r"\b(constellation_\w+|DCGM_FI_\w+)", expr))
                 if not used:
                     problem(b, f"panel {panel.get('title')!r}: query {expr!r} reads no constellation series")
                 for name in sorted(used - series):

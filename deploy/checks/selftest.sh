@@ -49,7 +49,7 @@ run "keda missing target"      deploy/k8s/keda.yaml "  scaleTargetRef:
 run "keda unknown field"       deploy/k8s/keda.yaml "cooldownPeriod: 300" "cooldownPeriods: 300"
 run "keda wrong table"         deploy/k8s/keda.yaml "FROM task WHERE" "FROM tasks WHERE"
 run "keda wrong state"         deploy/k8s/keda.yaml "state = 'queued'" "state = 'pending'"
-run "keda trigger typo"        deploy/k8s/keda.yaml "targetQueryValue: \"16\"" "targetQueryValu: \"16\""
+run "keda trigger typo"        deploy/k8s/keda.yaml "targetQueryValue: \"128\"" "targetQueryValu: \"128\""
 run "compose unknown key"      deploy/compose.yaml "    stop_grace_period: 5m" "    stop_grace_periods: 5m"
 run "compose bad depends"      deploy/compose.yaml "    depends_on:
       - prometheus" "    depends_on:
@@ -62,6 +62,8 @@ run "docker bad COPY"          deploy/docker/api.Dockerfile "COPY web/package.js
 run "docker bad feature"       deploy/docker/worker.Dockerfile "--features cuda,nvml,wgpu" "--features cuda,nvml,vulkan"
 run "dashboard unknown series" deploy/grafana/dashboards/constellation-queue.json "max(constellation_tiles_per_second)" "max(constellation_bytes_per_second)"
 run "dashboard bad json"       deploy/grafana/dashboards/constellation-api.json '"panels": [' '"panels": [,'
+run "worker series unknown"    deploy/grafana/dashboards/constellation-workers.json "constellation_worker_claim_seconds_bucket" "constellation_worker_claim_secs_bucket"
+run "worker flag typo"         deploy/k8s/worker.yaml "- --metrics-listen" "- --metrics-addr"
 run "metric removed from code" api/src/ops.rs "constellation_tiles_per_second" "constellation_tile_rate"
 echo "selftest: $((total - missed)) of $total broken copies caught"
 [ "$missed" -eq 0 ]

@@ -97,6 +97,15 @@ impl Queue {
         &self.pool
     }
 
+    /// The pool's open connections, how many of those are idle, and its connection limit.
+    pub fn pool_stats(&self) -> (u32, usize, u32) {
+        (
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     /// Apply the migrations in `scheduler/migrations` (idempotent).
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;

@@ -199,6 +199,19 @@ async fn a_requests_trace_continues_through_the_queue_into_the_worker() {
     .expect("the job is submitted");
     assert_eq!(status, 201, "{reply}");
 
+    // The running server's /metrics: the request just answered, in its latency histogram,
+    // and the queue it stored.
+    let (status, metrics) = http(&listen, "GET", "/metrics", "", "").expect("metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "constellation_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/jobs\"} 1\n",
+        "constellation_tasks{state=\"queued\"} 9\n",
+        "constellation_tasks{state=\"blocked\"} 1\n",
+        "constellation_db_pool_max_connections 16\n",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in {metrics}");
+    }
+
     let worker = cmd(
         "constellation-worker",
         &[

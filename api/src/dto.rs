@@ -119,9 +119,11 @@ pub struct CreateJob {
     pub priority: i32,
     /// Tile size in pixels (16–16384).
     #[serde(default = "default_tile_px")]
+    #[schema(minimum = 16, maximum = 16384)]
     pub tile_px: usize,
     /// Runs allowed per task before the job fails (1–100).
     #[serde(default = "default_max_attempts")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: i32,
     /// COG compression: `deflate` or `zstd`.
     #[serde(default = "default_compression")]
@@ -276,6 +278,7 @@ pub struct JobFilterDto {
 pub struct PageParams {
     /// Items per page (1–500, default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     #[serde(default)]
@@ -396,6 +399,7 @@ pub struct LogParams {
     pub after: Option<i64>,
     /// At most this many (1–1000, default 200).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -503,6 +507,7 @@ pub struct BboxParams {
     pub bbox: String,
     /// At most this many tiles (1–10000, default 2000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 

@@ -1,6 +1,8 @@
 //! `/v1/jobs`: create, list, get, cancel, retry, delete, bulk actions, and each job's tasks,
 //! logs, footprints and STAC Item.
 
+use std::path::PathBuf;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -246,7 +248,44 @@ pub async fn retry_job(
     }
 }
 
-/// Delete a finished job's records (its output files stay).
+/// Deletes a finished job's records and its leftover tile pieces (its outputs stay): a failed
+/// or cancelled job keeps the pieces of its succeeded tiles for a retry until it is deleted.
+async fn delete_one(state: &AppState, id: Uuid) -> ApiResult<Change> {
+    let out_dir = state
+        .queue
+        .job_view(DEFAULT_ACCOUNT_ID, id)
+        .await?
+        .and_then(|j| {
+            j.params
+                .get("out_dir")
+                .and_then(|d| d.as_str())
+                .map(PathBuf::from)
+        });
+    let change = state.queue.delete_job(DEFAULT_ACCOUNT_ID, id).await?;
+    if let (Change::Done, Some(out_dir)) = (&change, out_dir) {
+        let removed = tokio::task::spawn_blocking(move || remove_pieces(&out_dir, id)).await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(job_id = %id, error = %e, "tile pieces of a deleted job not removed");
+        }
+    }
+    Ok(change)
+}
+
+/// Removes `<out_dir>/.pieces/<job>`, and `.pieces` itself once no other job's are in it.
+fn remove_pieces(out_dir: &std::path::Path, job: Uuid) -> std::io::Result<()> {
+    let dir = engine::tiles::pieces_dir(out_dir, &job.to_string());
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    if let Some(parent) = dir.parent() {
+        // Fails, harmlessly, while other jobs' pieces are there.
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+/// Delete a finished job's records and leftover tile pieces (its output files stay).
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path)),
     responses((status = 204, description = "deleted"), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "still queued or running", body = Problem, content_type = "application/problem+json")))]
@@ -254,7 +293,7 @@ pub async fn delete_job(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    match state.queue.delete_job(DEFAULT_ACCOUNT_ID, id).await? {
+    match delete_one(&state, id).await? {
         Change::Done => Ok(StatusCode::NO_CONTENT),
         Change::NotFound => Err(Problem::not_found(format!("no job {id}"))),
         Change::Conflict(s) => Err(Problem::conflict(format!(
@@ -302,9 +341,7 @@ pub async fn bulk_jobs(
         let changed = match body.action {
             BulkAction::Cancel => state.queue.cancel(id, "cancelled by request").await?,
             BulkAction::Retry => state.queue.retry(DEFAULT_ACCOUNT_ID, id).await? == Change::Done,
-            BulkAction::Delete => {
-                state.queue.delete_job(DEFAULT_ACCOUNT_ID, id).await? == Change::Done
-            }
+            BulkAction::Delete => delete_one(&state, id).await? == Change::Done,
         };
         if changed {
             affected += 1;

@@ -262,10 +262,29 @@ async fn a_job_is_created_listed_inspected_cancelled_retried_and_deleted() {
     assert_eq!(items.iter().filter(|t| t["state"] == "blocked").count(), 1);
 
     api.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    // Pieces its tiles left (kept for a retry) go with the job; another job's stay.
+    let view = api
+        .queue
+        .job_view(scheduler::DEFAULT_ACCOUNT_ID, Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let out_dir = PathBuf::from(view.params["out_dir"].as_str().unwrap());
+    let pieces = out_dir.join(".pieces");
+    let other = pieces.join(Uuid::new_v4().to_string());
+    for d in [pieces.join(&id), other.clone()] {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("3.tif"), b"piece").unwrap();
+    }
     let (s, _, body) = api
         .call(Method::DELETE, &format!("/v1/jobs/{id}"), None)
         .await;
     assert_eq!((s, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert!(
+        !pieces.join(&id).exists(),
+        "the deleted job's pieces are removed"
+    );
+    assert!(other.join("3.tif").is_file(), "another job's pieces stay");
     let (s, h, p) = api.call(Method::GET, &format!("/v1/jobs/{id}"), None).await;
     assert_problem(&h, &p, StatusCode::NOT_FOUND);
     assert_eq!(s, StatusCode::NOT_FOUND);

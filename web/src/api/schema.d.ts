@@ -121,7 +121,7 @@ export interface paths {
         get: operations["get_job"];
         put?: never;
         post?: never;
-        /** Delete a finished job's records (its output files stay). */
+        /** Delete a finished job's records and leftover tile pieces (its output files stay). */
         delete: operations["delete_job"];
         options?: never;
         head?: never;

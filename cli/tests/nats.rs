@@ -3,9 +3,8 @@
 //! client sees the job's events live, numbered by the stream, and replays them from the
 //! stream with `since=`.
 
-use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use scheduler::nats::{NatsEventBus, NatsOptions};
@@ -14,24 +13,12 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 mod common;
-use common::{scene, text, RECIPE};
+use common::{free_listen, http, scene, stop, text, wait_healthy, RECIPE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
 
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// `GET path` on `listen`: the status code and the body.
-fn get(listen: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(listen).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
-    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
 }
 
 type Socket =
@@ -71,11 +58,7 @@ async fn a_job_runs_with_its_events_on_nats() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = scene(&tmp.path().join("scene"), 384, 11);
     let prefix = format!("test-{}", Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen();
     let data = tmp.path().join("data").display().to_string();
     let url = nats_url();
     let cmd = |args: &[&str]| {
@@ -92,7 +75,7 @@ async fn a_job_runs_with_its_events_on_nats() {
             .spawn()
             .expect("the command starts")
     };
-    let mut serve = spawn(&[
+    let serve = spawn(&[
         "serve",
         "--listen",
         &listen,
@@ -101,12 +84,8 @@ async fn a_job_runs_with_its_events_on_nats() {
         "--nats-prefix",
         &prefix,
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&listen, "/healthz").is_none() {
-        assert!(Instant::now() < deadline, "serve never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (status, body) = get(&listen, "/readyz").expect("readyz");
+    wait_healthy(&listen);
+    let (status, body) = http(&listen, "GET", "/readyz", "", "").expect("readyz");
     assert_eq!(status, 200, "{body}");
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/v1/ws?all=true"))
@@ -187,14 +166,7 @@ async fn a_job_runs_with_its_events_on_nats() {
         want
     );
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let mut stderr = String::new();
-    if let Some(mut e) = serve.stderr.take() {
-        e.read_to_string(&mut stderr).expect("stderr");
-    }
-    assert!(serve.wait().expect("serve ends").success(), "{stderr}");
+    let stderr = stop(serve);
     assert!(stderr.contains("nats jetstream"), "{stderr}");
     nats.delete_stream().await.expect("delete");
 }

@@ -9,14 +9,13 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 
 mod common;
-use common::{scene, text, RECIPE};
+use common::{free_listen, http, scene, stop, text, wait_healthy, RECIPE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
 
@@ -122,38 +121,13 @@ fn collector() -> (String, Arc<Mutex<Vec<Received>>>) {
     (endpoint, spans)
 }
 
-/// One HTTP request; the status and body.
-fn http(
-    listen: &str,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(listen).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n{headers}\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, reply.split_once("\r\n\r\n")?.1.to_owned()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requests_trace_continues_through_the_queue_into_the_worker() {
     let db = scheduler::testdb::TestDb::new().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = scene(&tmp.path().join("scene"), 384, 5);
     let (endpoint, spans) = collector();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen();
     let data = tmp.path().join("data").display().to_string();
     let cmd = |service: &str, args: &[&str]| {
         let mut c = Command::new(BIN);
@@ -166,17 +140,13 @@ async fn a_requests_trace_continues_through_the_queue_into_the_worker() {
             .stderr(Stdio::piped());
         c
     };
-    let mut serve = cmd(
+    let serve = cmd(
         "constellation-api",
         &["serve", "--listen", &listen, "--data-dir", &data],
     )
     .spawn()
     .expect("serve starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(&listen, "GET", "/healthz", "", "").is_none() {
-        assert!(Instant::now() < deadline, "serve never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_healthy(&listen);
 
     // The client's own span: the trace every span below must join.
     let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
@@ -229,14 +199,7 @@ async fn a_requests_trace_continues_through_the_queue_into_the_worker() {
     .expect("the worker ends");
     let worker_log = text(&worker.stderr);
     assert!(worker.status.success(), "{worker_log}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let mut serve_log = String::new();
-    if let Some(mut e) = serve.stderr.take() {
-        e.read_to_string(&mut serve_log).expect("stderr");
-    }
-    assert!(serve.wait().expect("serve ends").success(), "{serve_log}");
+    stop(serve);
 
     // Both processes flushed their spans on exit.
     let spans = spans.lock().expect("lock").clone();

@@ -9,7 +9,7 @@ use scheduler::{JobState, Queue, TaskState};
 use uuid::Uuid;
 
 mod common;
-use common::{cog_of, raster_bits, scene, text, RECIPE};
+use common::{cog_of, free_listen, raster_bits, scene, stop, text, RECIPE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_constellation");
 
@@ -160,12 +160,8 @@ async fn a_worker_serves_its_metrics_while_it_runs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = scene(&tmp.path().join("scene"), 384, 3);
     let job = submit(&db, &inputs, &tmp.path().join("out"), &["--tile-px", "128"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = db
+    let listen = free_listen();
+    let child = db
         .cmd(&[
             "worker",
             "--backend",
@@ -192,21 +188,9 @@ async fn a_worker_serves_its_metrics_while_it_runs() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let scrape = || {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&listen).expect("the metrics port answers");
-        let req = format!("GET /metrics HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).expect("request");
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).expect("reply");
-        reply
-    };
-    let text = scrape();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (status, text) = common::http(&listen, "GET", "/metrics", "", "").expect("metrics");
+    stop(child);
+    assert_eq!(status, 200, "{text}");
     // 9 tiles of 128² px; NDVI reads three bands (red, nir, scl) and writes one.
     for line in [
         "constellation_worker_tiles_total{backend=\"cpu\"} 9\n",
@@ -557,13 +541,9 @@ async fn json_logs_of_serve_carry_each_request_id() {
     let db = TestDb::new().await;
     db.migrate();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen();
     let data = tmp.path().display().to_string();
-    let mut serve = db
+    let serve = db
         .cmd(&[
             "--log-format",
             "json",
@@ -595,14 +575,7 @@ async fn json_logs_of_serve_carry_each_request_id() {
             .map(str::to_owned);
         break id.expect("a request id header");
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let mut stderr = String::new();
-    if let Some(mut e) = serve.stderr.take() {
-        e.read_to_string(&mut stderr).expect("stderr");
-    }
-    assert!(serve.wait().expect("serve ends").success(), "{stderr}");
+    let stderr = stop(serve);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

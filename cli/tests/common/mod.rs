@@ -56,3 +56,61 @@ pub fn raster_bits(path: &Path) -> Vec<Vec<u32>> {
     }
     all
 }
+
+/// A local address with a free port, for a server the test starts.
+pub fn free_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// One HTTP/1.1 request to `listen` (`headers`: whole lines, each ending in CRLF): the status
+/// and the body; `None` while nothing answers.
+pub fn http(
+    listen: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(listen).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n{headers}\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, reply.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// Waits until `/healthz` on `listen` answers (at most 30 s).
+pub fn wait_healthy(listen: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http(listen, "GET", "/healthz", "", "").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{listen} never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stops a server with SIGTERM, checks it exits cleanly, and returns what it logged.
+pub fn stop(mut child: std::process::Child) -> String {
+    use std::io::Read as _;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert!(child.wait().expect("it ends").success(), "{stderr}");
+    stderr
+}

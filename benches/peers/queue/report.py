@@ -39,6 +39,51 @@ ORDER = [
 ]
 
 
+# What each system does per task: facts from each system's code (Constellation's
+# scheduler/sql/claim.sql and complete.sql; the peers' statements as installed), which explain
+# the tables above; the numbers themselves are only in the tables.
+WHY = [
+    "## Why the numbers differ",
+    "",
+    "What each system writes per task (read from each system's SQL):",
+    "",
+    "- **Constellation** claims with one statement that locks up to n queued rows through the "
+    "partial claim index (`FOR UPDATE SKIP LOCKED`), marks them running with a lease, starts the "
+    "job on its first claim and returns each task with its job's recipe, parameters and inputs "
+    "and its tile's window (joins on `job` and `tile`). It completes with one statement that "
+    "locks the runs in id order, deletes them from `task`, inserts them into `task_history` "
+    "with their outputs, adds their count to the job row's `tiles_succeeded` (queueing the "
+    "finalize task with the last tile) and appends a `progress` event. Both are fenced on "
+    "(task, attempt, worker).",
+    "- **graphile_worker**: `get_job` locks one available job (`SKIP LOCKED`) and updates its "
+    "attempts and lock owner; `complete_job` deletes it. The local queue fetches a batch with "
+    "the same statement and deletes completions in batches (`complete_job_batch_delay`).",
+    "- **PgQueuer**: `dequeue` marks a batch of queued rows picked; completions are buffered "
+    "and written in batches (deleted from the queue table, logged to its log table).",
+    "- **Procrastinate**: `procrastinate_fetch_job_v2` locks one `todo` job (checking its lock "
+    "and queueing lock) and marks it `doing`; `procrastinate_finish_job_v1` updates its status; "
+    "triggers append status events.",
+    "",
+    "So at batch 1 Constellation does more work per task than graphile_worker: both issue "
+    "two statements (two commits) per task, but Constellation's each write several tables "
+    "(task, job, task_history, event) where graphile_worker's write one row. Two further "
+    "costs are Constellation's own:",
+    "",
+    "- **Every completion updates its job's row.** The completions of one job serialize on "
+    "that row's lock, held until the commit's WAL flush, whatever the number of workers: one "
+    "job-row update per task at batch 1, one per 64 tasks at batch 64. The peers keep no "
+    "per-job aggregate row. The diagnostic below runs the same claims and completions with "
+    "one tile per job, so that no two completions share a job row.",
+    "- **A completion batch that spans two jobs updates two job rows**, and two such batches "
+    "can lock them in opposite orders: see the runs that failed, if any.",
+    "",
+    "A long transaction keeps every dead row version of every system (claims and completions "
+    "all leave some) from being pruned or vacuumed while it is open; the table below gives "
+    "its measured effect per system.",
+    "",
+]
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -131,21 +176,36 @@ def label(system: str, batch: int) -> str:
     return f"{system}, batch {batch}"
 
 
+def matching(runs: list[dict], system: str, batch: int, workers: int, rows: int, long_txn: bool):
+    return [
+        r
+        for r in runs
+        if r.get("system") == system
+        and r.get("batch") == batch
+        and r.get("workers") == workers
+        and r.get("queued_rows") == rows
+        and r.get("long_txn") == long_txn
+    ]
+
+
 def find(runs: list[dict], system: str, batch: int, workers: int, rows: int, long_txn: bool):
+    """The best round of a configuration (highest tasks/s), or None."""
+    found = matching(runs, system, batch, workers, rows, long_txn)
+    return max(found, key=lambda r: r["tasks_per_sec"]) if found else None
+
+
+def spreads(runs: list[dict]) -> list[float]:
+    """Per configuration run more than once: (best - worst) / best tasks/s."""
+    groups: dict[tuple, list[float]] = {}
     for r in runs:
-        if (
-            r.get("system") == system
-            and r.get("batch") == batch
-            and r.get("workers") == workers
-            and r.get("queued_rows") == rows
-            and r.get("long_txn") == long_txn
-        ):
-            return r
-    return None
+        key = (r["system"], r["batch"], r["workers"], r["queued_rows"], r["long_txn"], r.get("variant"))
+        groups.setdefault(key, []).append(r["tasks_per_sec"])
+    return [(max(v) - min(v)) / max(v) for v in groups.values() if len(v) > 1 and max(v) > 0]
 
 
 def markdown(doc: dict) -> str:
-    runs = [r for r in doc["runs"] if "error" not in r]
+    diagnostics = [r for r in doc["runs"] if "error" not in r and r.get("variant")]
+    runs = [r for r in doc["runs"] if "error" not in r and not r.get("variant")]
     failed = [r for r in doc["runs"] if "error" in r]
     workers_set = sorted({r["workers"] for r in runs})
     rows_set = sorted({r["queued_rows"] for r in runs})
@@ -202,6 +262,23 @@ def markdown(doc: dict) -> str:
         "no row deleted or updated during the run can be pruned or vacuumed, and index "
         "entries of dead rows cannot be marked dead for later scans."
     )
+    if pg["settings"].get("autovacuum") == "off":
+        out.append(
+            "- `autovacuum` is off on this server, so no run is vacuumed, with or without the "
+            "long transaction; what the long transaction adds is that dead row versions cannot "
+            "be pruned and their index entries cannot be marked dead."
+        )
+    out.append(
+        "- graphile_worker's worker in its default (direct) mode hands its slots a fetch signal "
+        "per poll tick (1 s) or new-job notification, so a backlog queued before it starts "
+        "drains at about W jobs per second; batch 1 therefore runs the library's own `get_job` "
+        "and `complete_job` in W loops, and batch 64 its worker with the local queue."
+    )
+    out.append(
+        "- The Rust systems run their W workers as tokio tasks in one process; PgQueuer and "
+        "Procrastinate run theirs as asyncio tasks in one Python process. Every process shares "
+        "the machine's cores with PostgreSQL."
+    )
     out.append(
         f"- Queues of {meth['large_rows_from']:,} rows and more are filled once per system into "
         "a template database and copied for each run (`CREATE DATABASE … TEMPLATE … STRATEGY "
@@ -222,7 +299,16 @@ def markdown(doc: dict) -> str:
     out.append("")
     out.append("## Results")
     out.append("")
-    out.append("tasks/s (higher is better); claim p50 / p99 in ms (lower is better).")
+    rounds = doc["method"].get("rounds", 1)
+    out.append(
+        "tasks/s (higher is better); claim p50 / p99 in ms (lower is better)"
+        + (
+            f"; each cell is the best of {rounds} rounds of the whole matrix (the round with "
+            "the highest tasks/s, its latencies with it; the JSON keeps every run)."
+            if rounds > 1
+            else "."
+        )
+    )
     out.append("")
     for rows in rows_set:
         for long_txn in (False, True):
@@ -297,6 +383,52 @@ def markdown(doc: dict) -> str:
         f"{leads[64][0]} of {leads[64][1]} at batch 64."
     )
     out.append("")
+    out.extend(WHY)
+    out.append("### Effect of the long transaction")
+    out.append("")
+    out.append(
+        "tasks/s with the long transaction open divided by tasks/s without, per queue size, "
+        "median over the worker counts (below 1: slower with it)."
+    )
+    out.append("")
+    out.append("| system | " + " | ".join(f"{rows:,} rows" for rows in rows_set) + " |")
+    out.append("|---|" + "---:|" * len(rows_set))
+    for s, b in present:
+        cells = []
+        for rows in rows_set:
+            ratios = []
+            for w in workers_set:
+                with_txn = find(runs, s, b, w, rows, True)
+                without = find(runs, s, b, w, rows, False)
+                if with_txn and without and without["tasks_per_sec"] > 0:
+                    ratios.append(with_txn["tasks_per_sec"] / without["tasks_per_sec"])
+            cells.append(f"{statistics.median(ratios):.2f}" if ratios else "–")
+        out.append(f"| {label(s, b)} | " + " | ".join(cells) + " |")
+    out.append("")
+    if diagnostics:
+        out.append("## Diagnostic: Constellation without a shared job row")
+        out.append("")
+        out.append(
+            "The same Constellation runs with every tile in a job of its own (so a completion "
+            "never waits on another worker's update of the same job row; the drain then also "
+            "has one finalize task per tile), beside the matrix's run of the same "
+            "configuration (jobs of 10 000 tiles)."
+        )
+        out.append("")
+        out.append("| variant | W | batch | long txn | tasks/s | p50 | p99 |")
+        out.append("|---|---:|---:|---|---:|---:|---:|")
+        for d in diagnostics:
+            base = find(runs, "constellation", d["batch"], d["workers"], d["queued_rows"], d["long_txn"])
+            for name, r in (("jobs of 10 000 tiles (matrix)", base), (d["variant"], d)):
+                if r is None:
+                    continue
+                out.append(
+                    f"| {name} | {r['workers']} | {r['batch']} | {'yes' if r['long_txn'] else 'no'} "
+                    f"| {fmt_rate(r['tasks_per_sec'])} | {fmt_ms(r['claim_p50_ms'])} "
+                    f"| {fmt_ms(r['claim_p99_ms'])} |"
+                )
+        out.append("")
+    spread = spreads(runs + diagnostics)
     loads = [r["load1"] for r in doc["runs"] if r.get("load1") is not None]
     waits = [r.get("rustc_wait_secs", 0) for r in doc["runs"]]
     busy = sum(1 for r in doc["runs"] if r.get("rustc_running_at_start"))
@@ -307,6 +439,12 @@ def markdown(doc: dict) -> str:
             f"- 1-minute load average at the start of the runs: min {min(loads):.2f}, median "
             f"{statistics.median(loads):.2f}, max {max(loads):.2f} (on {m['cores']} cores; "
             "the machine is shared, so other work ran beside some runs)."
+        )
+    if spread:
+        out.append(
+            f"- Run-to-run spread of tasks/s between rounds of the same configuration: median "
+            f"{statistics.median(spread) * 100:.0f} %, max {max(spread) * 100:.0f} % "
+            "((best − worst) / best): differences smaller than that are noise."
         )
     out.append(
         f"- Waiting for `rustc` to finish: {sum(waits)} s in all; {busy} run(s) started with "
@@ -319,6 +457,11 @@ def markdown(doc: dict) -> str:
     if failed:
         out.append("")
         out.append("## Runs that failed")
+        out.append("")
+        out.append(
+            "Kept out of the tables (a configuration's cell then shows its other round, if that "
+            "one succeeded); the drivers stop at the first error, as a worker would surface it."
+        )
         out.append("")
         for r in failed:
             out.append(
@@ -338,6 +481,7 @@ def main() -> None:
     p.add_argument("--measure-large", type=int, required=True)
     p.add_argument("--large-rows-from", type=int, required=True)
     p.add_argument("--rustc-wait-secs", type=int, required=True)
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--started", required=True)
     p.add_argument("--finished", required=True)
     a = p.parse_args()
@@ -369,6 +513,7 @@ def main() -> None:
             "measure_large": a.measure_large,
             "large_rows_from": a.large_rows_from,
             "rustc_wait_secs": a.rustc_wait_secs,
+            "rounds": a.rounds,
         },
         "runs": runs,
     }

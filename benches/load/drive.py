@@ -54,6 +54,8 @@ class Env:
         self.source = e.get("LB_SOURCE", "")
         self.only = set(filter(None, e.get("LB_ONLY", "").split(",")))
         self.idle_busy_pct = float(e.get("LB_IDLE_BUSY_PCT", "25"))
+        self.disturbed_cpu_pct = float(e.get("LB_DISTURBED_CPU_PCT", "30"))
+        self.retries = int(e.get("LB_RETRIES", "2"))
         self.profile = e.get("LB_PROFILE", "") == "1"
         self.profile_rate = float(e.get("LB_PROFILE_RATE", "300"))
 
@@ -429,6 +431,29 @@ def server_latencies(offset):
 # ---------------------------------------------------------------- reads
 
 
+def least_disturbed(run, *args):
+    """Runs a measurement; while other work on the machine took more than
+    LB_DISTURBED_CPU_PCT % of a core during it, runs it again (at most LB_RETRIES more
+    times). Returns the least disturbed attempt, with every attempt's summary."""
+    attempts = []
+    for i in range(1 + ENV.retries):
+        r = run(*args)
+        attempts.append(r)
+        other = r["load"]["other_cpu_pct"]
+        if other <= ENV.disturbed_cpu_pct:
+            break
+        if i < ENV.retries:
+            log(f"other work took {other:g} % of a core during the run: measuring again")
+    best = min(attempts, key=lambda a: a["load"]["other_cpu_pct"])
+    best["attempts"] = [{
+        "other_cpu_pct": a["load"]["other_cpu_pct"],
+        "p99_ms": a["latency_ms"].get("p99"),
+        "achieved_rate_per_sec": a.get("achieved_rate_per_sec"),
+        "kept": a is best,
+    } for a in attempts]
+    return best
+
+
 def oha_run(name, urls):
     """A fixed-rate oha run over one URL, or several (picked at random per request)."""
     cmd = ["taskset", "-c", ENV.client_cpus, ENV.oha, "-z", f"{ENV.duration_secs:g}s",
@@ -552,6 +577,15 @@ class Fan:
         return json.loads(self.report.read_text())
 
 
+def with_delivery_cost(r):
+    """Adds the server's CPU time per delivered message."""
+    n = r["events"]["deliveries"]
+    ld = r["load"]
+    r["server_cpu_us_per_delivery"] = (
+        round(ld["server_cpu_pct"] / 100.0 * ld["seconds"] / n * 1e6, 2) if n else None)
+    return r
+
+
 def ws_steady(rate):
     """A fixed rate of events (one a transaction) for LB_WS_SECS to every subscriber."""
     name = f"steady-{rate:g}"
@@ -576,7 +610,7 @@ def ws_steady(rate):
     r["load"] = load
     r["quiet"] = quiet
     r["generator"] = {"kind": "loadbench_tick", "rate_per_sec": rate, "secs": ENV.ws_secs}
-    return name, r
+    return with_delivery_cost(r)
 
 
 def ws_jobs(bands, roles):
@@ -609,7 +643,7 @@ def ws_jobs(bands, roles):
     r["quiet"] = quiet
     r["generator"] = {"jobs": ENV.ws_jobs, "tile_px": 256, "scene_px": 2048,
                       "worker": "worker --once --backend cpu --threads 1"}
-    return name, r
+    return with_delivery_cost(r)
 
 
 # ---------------------------------------------------------------- profiles
@@ -775,8 +809,11 @@ def markdown(res):
         "rest of the machine took meanwhile (other users of this machine and of its "
         "PostgreSQL, and kernel time not charged to a process). Before each measured run the "
         "script waits (up to 10 minutes) for no compiler to run and the machine to be under "
-        f"{s['idle_busy_pct']:g} % busy; *bound req/s* = 2 cores / (server + database CPU per "
-        "request), the most the endpoint could serve with the machine to itself.",
+        f"{s['idle_busy_pct']:g} % busy, and a run during which other work took more than "
+        f"{s['disturbed_cpu_pct']:g} % of a core is repeated (up to {s['retries']} times; the "
+        "least disturbed attempt is shown, *tries* counts them, every attempt is in the JSON). "
+        "*bound req/s* = 2 cores / (server + database CPU per request), the most the endpoint "
+        "could serve with the machine to itself.",
         "",
         "## Goals",
         "",
@@ -796,8 +833,8 @@ def markdown(res):
         "",
         "| endpoint | achieved req/s | ok | p50 ms | p90 ms | p99 ms | max ms | server p50 / p99 ms "
         "| bytes | CPU ms/req server + db | bound req/s | server CPU % | db CPU % | oha CPU % "
-        "| other CPU % | load avg (mean / max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| other CPU % | load avg (mean / max) | tries |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in res["reads"]:
         l, ld = r["latency_ms"], r["load"]
@@ -814,7 +851,8 @@ def markdown(res):
             f"{fmt(r['cpu_ms_per_request']['postgres'], 2)} | {fmt(r['capacity_bound_per_sec'])} | "
             f"{fmt(ld['server_cpu_pct'])} | {fmt(ld['postgres_cpu_pct'])} | "
             f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['other_cpu_pct'])} | "
-            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} |")
+            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} | "
+            f"{len(r.get('attempts', [1]))} |")
     if res.get("cold_tiles"):
         c = res["cold_tiles"]
         l = c["latency_ms"]
@@ -837,8 +875,9 @@ def markdown(res):
         "",
         "| run | events | stored rate /s | deliveries | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
         "| last subscriber p99 ms | missing | lagged / resync / error | complete subscribers "
-        "| server CPU % | db CPU % | wsfan CPU % | other CPU % | load avg (mean / max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| server CPU % | server CPU µs/delivery | db CPU % | wsfan CPU % | other CPU % "
+        "| load avg (mean / max) | tries |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, r in res["websocket"].items():
         l, e, lo, ld = r["latency_ms"], r["events"], r["losses"], r["load"]
@@ -849,9 +888,11 @@ def markdown(res):
             f"{fmt(l.get('max'), 1)} | {fmt(r['last_subscriber_ms'].get('p99'), 2)} | "
             f"{lo['missing_total']} | {lo['lagged_messages']} / {lo['resync_messages']} / "
             f"{lo['error_messages']} | {r['subscribers']['complete']}/{s['subscribers']} | "
-            f"{fmt(ld['server_cpu_pct'])} | {fmt(ld['postgres_cpu_pct'])} | "
+            f"{fmt(ld['server_cpu_pct'])} | {fmt(r.get('server_cpu_us_per_delivery'), 1)} | "
+            f"{fmt(ld['postgres_cpu_pct'])} | "
             f"{fmt(ld.get('client_cpu_pct'))} | {fmt(ld['other_cpu_pct'])} | "
-            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} |")
+            f"{fmt(ld['loadavg_1m_mean'], 2)} / {fmt(ld['loadavg_1m_max'], 2)} | "
+            f"{len(r.get('attempts', [1]))} |")
     for name, r in res["websocket"].items():
         kinds = r.get("latency_ms_by_kind", {})
         if len(kinds) > 1:
@@ -947,6 +988,8 @@ def main():
             "ws_jobs": ENV.ws_jobs,
             "client_cpus": ENV.client_cpus,
             "idle_busy_pct": ENV.idle_busy_pct,
+            "disturbed_cpu_pct": ENV.disturbed_cpu_pct,
+            "retries": ENV.retries,
             "quiet_wait_max_secs": ENV.rustc_wait_secs,
             "server": "constellation serve (release build, --log-format json, info logs to a file)",
             "database": "a fresh database on the local PostgreSQL (shared with other users of it)",
@@ -976,18 +1019,20 @@ def main():
         res["cold_tiles"] = cold_tiles(cold)
     for name, path in endpoints:
         if not ENV.only or name in ENV.only:
-            res["reads"].append(oha_run(name, [path]))
+            res["reads"].append(least_disturbed(oha_run, name, [path]))
     if not ENV.only or "mix" in ENV.only:
-        res["reads"].append(oha_run("mix", [p for _, p in endpoints]))
+        res["reads"].append(least_disturbed(oha_run, "mix", [p for _, p in endpoints]))
     psql(EMIT_PROCEDURE)
     for rate in ENV.ws_rates:
         if not ENV.only or "ws" in ENV.only:
-            name, r = ws_steady(rate)
+            r = least_disturbed(ws_steady, rate)
+            name = f"steady-{rate:g}"
             res["websocket"][name] = r
     if ENV.ws_jobs > 0 and (not ENV.only or "ws" in ENV.only or "ws-jobs" in ENV.only):
         roles = recipe_roles()
         bands = fixtures("sentinel2", 2048, 7, ENV.work / "scenes" / "s2-2048")
-        name, r = ws_jobs(bands, roles)
+        r = least_disturbed(ws_jobs, bands, roles)
+        name = "jobs"
         res["websocket"][name] = r
     if ENV.profile:
         res["profiles"] = {

@@ -20,11 +20,20 @@ WITH next AS (
     WHERE t.id = next.id
     RETURNING t.id, t.job_id, t.kind, t.tile_index, t.attempt, t.max_attempts,
               t.lease_expires_at
+), starting AS (
+    -- Jobs this claim starts, locked in id order like every statement that locks several
+    -- jobs (a claimed batch may span jobs).
+    SELECT j.id
+    FROM job j
+    WHERE j.id IN (SELECT job_id FROM claimed) AND j.state = 'queued'
+    ORDER BY j.id
+    FOR UPDATE OF j
 ), started AS (
     -- The first claim of a job starts it (later claims find it running and change nothing).
     UPDATE job j
     SET state = 'running', started_at = now()
-    WHERE j.id IN (SELECT job_id FROM claimed) AND j.state = 'queued'
+    FROM starting s
+    WHERE j.id = s.id AND j.state = 'queued'
     RETURNING j.id
 ), started_event AS (
     INSERT INTO event (job_id, kind, payload)

@@ -32,6 +32,14 @@ WITH input AS (
                     '{}') AS tile_indices
     FROM done
     GROUP BY job_id
+), job_locks AS (
+    -- A batch may span jobs: their rows are locked in id order, as every statement that
+    -- locks several jobs does, so two completions never wait on each other in a cycle.
+    SELECT j.id
+    FROM job j
+    WHERE j.id IN (SELECT job_id FROM per_job)
+    ORDER BY j.id
+    FOR UPDATE OF j
 ), jobs AS (
     -- The job row serialises concurrent completions of one job: each statement adds its
     -- count to the latest value, so exactly one statement sees the last tile arrive.
@@ -40,6 +48,7 @@ WITH input AS (
         state = CASE WHEN p.finalized THEN 'succeeded' ELSE j.state END,
         finished_at = CASE WHEN p.finalized THEN now() ELSE j.finished_at END
     FROM per_job p
+    JOIN job_locks l ON l.id = p.job_id
     WHERE j.id = p.job_id AND j.state IN ('queued', 'running')
     RETURNING j.id, j.tiles_succeeded, j.tiles_total, j.finalize_task_id, p.tiles, p.finalized,
               p.tile_indices

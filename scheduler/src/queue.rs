@@ -205,12 +205,22 @@ impl Queue {
     /// Claim up to `n` claimable tasks for `worker`, highest priority first, each with a
     /// lease of `lease`. Never waits on rows another claimer holds.
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
-        let rows = sqlx::query(CLAIM_SQL)
-            .bind(worker)
-            .bind(n)
-            .bind(lease.as_secs_f64())
-            .fetch_all(&self.pool)
-            .await?;
+        // One statement: a detected deadlock rolled all of it back; claim again.
+        let mut tries = 0;
+        let rows = loop {
+            tries += 1;
+            let result = sqlx::query(CLAIM_SQL)
+                .bind(worker)
+                .bind(n)
+                .bind(lease.as_secs_f64())
+                .fetch_all(&self.pool)
+                .await;
+            match result {
+                Err(sqlx::Error::Database(e))
+                    if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
+                other => break other?,
+            }
+        };
         rows.iter()
             .map(|r| {
                 let kind = TaskKind::parse(r.try_get("kind")?)?;
@@ -251,14 +261,24 @@ impl Queue {
         let ids: Vec<TaskId> = done.iter().map(|(r, _)| r.id).collect();
         let attempts: Vec<i32> = done.iter().map(|(r, _)| r.attempt).collect();
         let outputs: Vec<Value> = done.iter().map(|(_, o)| o.clone()).collect();
-        let accepted = sqlx::query_scalar(COMPLETE_SQL)
-            .bind(worker)
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&outputs)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(accepted)
+        // One statement: a detected deadlock rolled all of it back, so running it again
+        // cannot count anything twice (the locks are ordered; this is the safety net).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = sqlx::query_scalar(COMPLETE_SQL)
+                .bind(worker)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&outputs)
+                .fetch_all(&self.pool)
+                .await;
+            match result {
+                Err(sqlx::Error::Database(e))
+                    if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// A run of `worker` failed with `error`. Retryable failures with attempts left go back

@@ -436,6 +436,66 @@ async fn higher_priorities_are_claimed_first() {
     assert!(second.iter().all(|t| t.job_id == low));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_spanning_many_jobs_complete_without_deadlock() {
+    let db = TestDb::new().await;
+    let q = db.queue(12).await;
+    let mut jobs = Vec::new();
+    for _ in 0..60 {
+        jobs.push(q.submit(&job(4, 0, 1)).await.unwrap());
+    }
+    // Batches of 7 over jobs of 5 tasks: nearly every completion spans two or three jobs,
+    // and eight claimers complete them at once.
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let wq = q.clone();
+        handles.push(tokio::spawn(async move {
+            let worker = Uuid::new_v4();
+            let mut done = 0usize;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let batch = wq
+                    .claim(worker, 7, LEASE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if batch.is_empty() {
+                    if wq.backlog().await.map_err(|e| e.to_string())? == 0 {
+                        return Ok::<usize, String>(done);
+                    }
+                    if Instant::now() > deadline {
+                        return Err("stuck: tasks left running by a failed claimer".to_owned());
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let runs: Vec<_> = batch.iter().map(|t| (t.run, json!({}))).collect();
+                // A deadlock that escaped `complete` ends this claimer with the error.
+                let accepted = wq
+                    .complete(worker, &runs)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                assert_eq!(accepted.len(), runs.len());
+                done += accepted.len();
+            }
+        }));
+    }
+    let mut total = 0;
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(n) => total += n,
+            Err(e) => errors.push(e),
+        }
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(total, 60 * 5, "every tile and finalize, once");
+    for j in jobs {
+        let status = q.job(j).await.unwrap().unwrap();
+        assert_eq!(status.state, JobState::Succeeded);
+        assert_eq!(status.tiles_succeeded, 4);
+    }
+}
+
 #[tokio::test]
 async fn a_claimed_task_carries_its_jobs_trace_context() {
     let db = TestDb::new().await;

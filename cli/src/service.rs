@@ -528,14 +528,9 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 tasks = done.len(),
                 trace_id = tracing::field::Empty,
             );
-            continue_trace(
-                &span,
-                claimed.iter().find_map(|t| {
-                    t.trace_context
-                        .as_ref()
-                        .filter(|_| trace_id_of(t).is_some())
-                }),
-            );
+            if let Some(traced) = claimed.iter().find(|t| trace_id_of(t).is_some()) {
+                continue_trace(&span, traced);
+            }
             let accepted = {
                 use tracing::Instrument as _;
                 through_outage(me, "complete", &shared, || queue.complete(me, &done))
@@ -896,20 +891,15 @@ fn trace_id_of(task: &ClaimedTask) -> Option<&str> {
     valid.then_some(id)
 }
 
-/// Makes `span` (not yet entered) continue the trace of a job's stored context, recording the
-/// trace id on it; without trace export only the id is recorded.
-fn continue_trace(span: &tracing::Span, context: Option<&Value>) {
+/// Makes `span` (not yet entered) continue the trace `task`'s job was submitted in, recording
+/// the trace id on it; without trace export only the id is recorded.
+fn continue_trace(span: &tracing::Span, task: &ClaimedTask) {
+    let Some(stored) = trace_id_of(task) else {
+        return;
+    };
     #[cfg(feature = "otel")]
-    let id = crate::telemetry::continue_job(span, context);
-    #[cfg(not(feature = "otel"))]
-    let id: Option<String> = None;
-    let stored = context
-        .and_then(|c| c.get("traceparent"))
-        .and_then(Value::as_str)
-        .and_then(|p| p.split('-').nth(1));
-    if let Some(id) = id.as_deref().or(stored) {
-        span.record("trace_id", id);
-    }
+    crate::telemetry::continue_job(span, task.trace_context.as_ref());
+    span.record("trace_id", stored);
 }
 
 /// The span a group of tasks computes in: `tiles` or `finalize`, with the job, how many tasks
@@ -929,12 +919,7 @@ fn task_span(task: &ClaimedTask, tasks: usize) -> tracing::Span {
             trace_id = tracing::field::Empty,
         ),
     };
-    continue_trace(
-        &span,
-        task.trace_context
-            .as_ref()
-            .filter(|_| trace_id_of(task).is_some()),
-    );
+    continue_trace(&span, task);
     span
 }
 

@@ -103,16 +103,16 @@ fn trace_id(span: &tracing::Span) -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
-/// Makes `span` (created, not yet entered) continue the trace of a job's stored context, and
-/// returns the trace id; `None` when the job carries none (or traces are off).
-pub(crate) fn continue_job(span: &tracing::Span, context: Option<&Value>) -> Option<String> {
-    let map = context?.as_object()?;
+/// Makes `span` (created, not yet entered) continue the trace of a job's stored context; a job
+/// without a valid one leaves it a root span.
+pub(crate) fn continue_job(span: &tracing::Span, context: Option<&Value>) {
+    let Some(map) = context.and_then(Value::as_object) else {
+        return;
+    };
     let parent = TraceContextPropagator::new().extract(&Stored(map));
-    if !parent.span().span_context().is_valid() {
-        return None;
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
     }
-    span.set_parent(parent).ok()?;
-    trace_id(span)
 }
 
 /// W3C propagation for the API (see `api::Propagation`).

@@ -177,15 +177,15 @@ impl NatsEventBus {
         Ok(())
     }
 
-    /// An ordered consumer of the stream from `after_seq + 1`, optionally of one job, and how
-    /// many of its messages are already stored.
+    /// An ordered consumer of `s` (this bus's stream) from `after_seq + 1`, optionally of one
+    /// job, and how many of its messages are already stored.
     async fn consumer(
         &self,
+        s: &stream::Stream,
         after_seq: i64,
         job: Option<Uuid>,
     ) -> Result<(consumer::Consumer<consumer::pull::OrderedConfig>, u64)> {
         let start = u64::try_from(after_seq.max(0)).unwrap_or(0) + 1;
-        let s = self.stream().await?;
         let consumer = s
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: job.map(|j| self.subject(Some(j))).unwrap_or_default(),
@@ -202,7 +202,8 @@ impl NatsEventBus {
 
     /// Follow the stream after `after_seq` (optionally one job's events).
     pub async fn subscribe(&self, after_seq: i64, job: Option<Uuid>) -> Result<NatsSubscription> {
-        let (consumer, _) = self.consumer(after_seq, job).await?;
+        let s = self.stream().await?;
+        let (consumer, _) = self.consumer(&s, after_seq, job).await?;
         let messages = consumer
             .messages()
             .await
@@ -358,11 +359,12 @@ impl EventBus for NatsEventBus {
     }
 
     async fn read(&self, after_seq: i64, job: Option<Uuid>, limit: i64) -> Result<Vec<Event>> {
-        let (_, state) = self.state().await?;
+        let (s, state) = self.state().await?;
         if limit <= 0 || state.messages == 0 || seq_i64(state.last_sequence)? <= after_seq {
             return Ok(Vec::new());
         }
-        let (consumer, pending) = self.consumer(after_seq, job).await?;
+        // The stream just read for its state, not opened a second time.
+        let (consumer, pending) = self.consumer(&s, after_seq, job).await?;
         if pending == 0 {
             return Ok(Vec::new());
         }

@@ -14,13 +14,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use scheduler::{Bus, Event, EventBus};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tokio::sync::broadcast;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -31,11 +33,27 @@ use crate::AppState;
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// Events read from the store per replay query.
 const REPLAY_BATCH: i64 = 1000;
+/// Events written to a socket per flush, at most, when several are waiting.
+const DRAIN_MAX_EVENTS: usize = 256;
+/// Client messages waiting for the writer (subscribe, ping), at most.
+const CONTROL_QUEUE: usize = 16;
+/// Clients send only small messages: a small read buffer (tungstenite's default is 128 KiB
+/// per socket) and a cap on what one message may be.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// An event as the hub fans it out: the event, and its `event` message rendered once for
+/// every socket that follows it (sockets only filter and send).
+#[derive(Debug)]
+struct HubEvent {
+    event: Event,
+    text: Utf8Bytes,
+}
 
 /// The fan-out of stored events to live sockets.
 #[derive(Debug)]
 pub struct EventHub {
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Arc<HubEvent>>,
 }
 
 impl EventHub {
@@ -50,9 +68,10 @@ impl EventHub {
             loop {
                 match sub.next(Duration::from_secs(1)).await {
                     Ok(events) => {
-                        for e in events {
+                        for event in events {
+                            let text = event_message(&event).into();
                             // No receivers is fine: nobody is watching.
-                            let _ = tx.send(Arc::new(e));
+                            let _ = tx.send(Arc::new(HubEvent { event, text }));
                         }
                     }
                     Err(e) => {
@@ -170,27 +189,104 @@ pub async fn ws(
     // the client is connected is always after it (never taken for one already seen).
     let rx = state.hub.tx.subscribe();
     let bounds = state.bus.bounds().await;
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, rx, interest, p.since, bounds)))
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(socket, state, rx, interest, p.since, bounds)))
 }
 
-async fn send(socket: &mut WebSocket, text: String) -> bool {
-    socket.send(Message::Text(text.into())).await.is_ok()
+/// What the reading half of a socket hands to the writing half.
+#[derive(Debug)]
+enum Control {
+    /// Follow these events from now on (and confirm it).
+    Subscribe(Interest),
+    /// Send this reply.
+    Reply(String),
+}
+
+/// Reads the client's messages until it closes or goes away. Runs apart from the writer, so
+/// delivering events never polls the read side (each poll of an idle socket used to cost a
+/// read-buffer fill for every event).
+async fn read_client(mut stream: SplitStream<WebSocket>, control: mpsc::Sender<Control>) {
+    while let Some(Ok(msg)) = stream.next().await {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        let reply = match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Ping) => Control::Reply(json!({"type": "pong"}).to_string()),
+            Ok(ClientMessage::Subscribe { jobs, workers, all }) => Control::Subscribe(Interest {
+                all: all.unwrap_or(false),
+                workers: workers.unwrap_or(false),
+                jobs: jobs.unwrap_or_default().into_iter().collect(),
+            }),
+            Err(e) => Control::Reply(
+                json!({"type": "error", "detail": format!("unreadable message: {e}")}).to_string(),
+            ),
+        };
+        if control.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, text: String) -> bool {
+    sink.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// Queues an event for `sink` when `interest` follows it and it is new; false when the
+/// socket is gone. Nothing is written until the caller flushes (or the buffer fills).
+async fn feed_event(sink: &mut Sink, interest: &Interest, cursor: &mut i64, e: &HubEvent) -> bool {
+    if e.event.seq <= *cursor {
+        return true;
+    }
+    *cursor = e.event.seq;
+    !interest.matches(&e.event) || sink.feed(Message::Text(e.text.clone())).await.is_ok()
+}
+
+/// Queues a `lagged` notice; false when the socket is gone.
+async fn feed_lagged(sink: &mut Sink, missed: u64) -> bool {
+    let msg = json!({"type": "lagged", "missed": missed}).to_string();
+    sink.feed(Message::Text(msg.into())).await.is_ok()
 }
 
 async fn serve(
-    mut socket: WebSocket,
+    socket: WebSocket,
     state: AppState,
-    mut rx: broadcast::Receiver<Arc<Event>>,
+    rx: broadcast::Receiver<Arc<HubEvent>>,
+    interest: Interest,
+    since: Option<i64>,
+    bounds: scheduler::Result<(i64, i64)>,
+) {
+    let (mut sink, stream) = socket.split();
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let reader = tokio::spawn(read_client(stream, control_tx));
+    deliver(
+        &mut sink, &state.bus, rx, control_rx, interest, since, bounds,
+    )
+    .await;
+    reader.abort();
+    let _ = sink.close().await;
+}
+
+/// Replays what the socket asked for, then follows the hub until the socket goes away.
+async fn deliver(
+    sink: &mut Sink,
+    bus: &Bus,
+    mut rx: broadcast::Receiver<Arc<HubEvent>>,
+    mut control: mpsc::Receiver<Control>,
     mut interest: Interest,
     since: Option<i64>,
     bounds: scheduler::Result<(i64, i64)>,
 ) {
-    let bus = state.bus.clone();
     let (oldest, head) = match bounds {
         Ok(b) => b,
         Err(e) => {
             let _ = send(
-                &mut socket,
+                sink,
                 json!({"type": "error", "detail": e.to_string()}).to_string(),
             )
             .await;
@@ -206,7 +302,7 @@ async fn serve(
                 format!("events after {since} are no longer kept (oldest is {oldest})")
             };
             if !send(
-                &mut socket,
+                sink,
                 json!({"type": "resync", "reason": reason}).to_string(),
             )
             .await
@@ -219,11 +315,9 @@ async fn serve(
                 let events = match bus.read(cursor, None, REPLAY_BATCH).await {
                     Ok(e) => e,
                     Err(e) => {
-                        let _ = send(
-                            &mut socket,
-                            json!({"type": "error", "detail": e.to_string()}).to_string(),
-                        )
-                        .await;
+                        let detail = e.to_string();
+                        let _ = send(sink, json!({"type": "error", "detail": detail}).to_string())
+                            .await;
                         return;
                     }
                 };
@@ -231,9 +325,16 @@ async fn serve(
                     break;
                 };
                 for e in events.iter().filter(|e| interest.matches(e)) {
-                    if !send(&mut socket, event_message(e)).await {
+                    if sink
+                        .feed(Message::Text(event_message(e).into()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
+                }
+                if sink.flush().await.is_err() {
+                    return;
                 }
                 cursor = last;
             }
@@ -243,47 +344,50 @@ async fn serve(
     ping.tick().await;
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
-                let Some(Ok(msg)) = incoming else { return };
-                let text = match msg {
-                    Message::Text(t) => t.to_string(),
-                    Message::Close(_) => return,
-                    _ => continue,
-                };
-                let reply = match serde_json::from_str::<ClientMessage>(&text) {
-                    Ok(ClientMessage::Ping) => json!({"type": "pong"}),
-                    Ok(ClientMessage::Subscribe { jobs, workers, all }) => {
-                        interest.jobs = jobs.unwrap_or_default().into_iter().collect();
-                        interest.workers = workers.unwrap_or(false);
-                        interest.all = all.unwrap_or(false);
-                        json!({"type": "subscribed", "jobs": interest.jobs, "workers": interest.workers, "all": interest.all})
+            ctl = control.recv() => {
+                let reply = match ctl {
+                    // The client closed, or its side of the socket failed.
+                    None => return,
+                    Some(Control::Reply(text)) => text,
+                    Some(Control::Subscribe(next)) => {
+                        interest = next;
+                        json!({"type": "subscribed", "jobs": interest.jobs,
+                               "workers": interest.workers, "all": interest.all})
+                        .to_string()
                     }
-                    Err(e) => json!({"type": "error", "detail": format!("unreadable message: {e}")}),
                 };
-                if !send(&mut socket, reply.to_string()).await {
+                if !send(sink, reply).await {
                     return;
                 }
             }
-            event = rx.recv() => match event {
-                Ok(e) => {
-                    if e.seq <= cursor {
-                        continue;
-                    }
-                    cursor = e.seq;
-                    if interest.matches(&e) && !send(&mut socket, event_message(&e)).await {
+            event = rx.recv() => {
+                // Take what else is already waiting, and write it all with one flush.
+                let mut next = event;
+                for _ in 0..DRAIN_MAX_EVENTS {
+                    let fed = match next {
+                        Ok(e) => feed_event(sink, &interest, &mut cursor, &e).await,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            feed_lagged(sink, missed).await
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if !fed {
                         return;
                     }
+                    next = match rx.try_recv() {
+                        Ok(e) => Ok(e),
+                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                            Err(broadcast::error::RecvError::Lagged(missed))
+                        }
+                        Err(_) => break,
+                    };
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let msg: Value = json!({"type": "lagged", "missed": missed});
-                    if !send(&mut socket, msg.to_string()).await {
-                        return;
-                    }
+                if sink.flush().await.is_err() {
+                    return;
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+            }
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return;
                 }
             }

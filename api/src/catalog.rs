@@ -2,12 +2,12 @@
 //! footprints across jobs.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use engine::recipe::{self, Params};
 use scheduler::DEFAULT_ACCOUNT_ID;
 
 use crate::dto::{BboxParams, RecipeDto, RecipeList, WorkerDto, WorkerList};
-use crate::jobs::{features, parse_bbox};
+use crate::jobs::{features_json, geojson, parse_bbox};
 use crate::problem::{ApiResult, Json, Problem, Query};
 use crate::AppState;
 
@@ -57,9 +57,5 @@ pub async fn search_footprints(
         .queue
         .search_footprints(DEFAULT_ACCOUNT_ID, bbox, limit)
         .await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/geo+json")],
-        Json(features(tiles)),
-    )
-        .into_response())
+    Ok(geojson(features_json(&tiles)))
 }

@@ -58,6 +58,20 @@ pub enum TaskStateDto {
     Cancelled,
 }
 
+impl TaskStateDto {
+    /// The state as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 impl From<TaskState> for TaskStateDto {
     fn from(s: TaskState) -> Self {
         match s {

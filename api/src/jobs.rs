@@ -3,20 +3,22 @@
 
 use std::path::PathBuf;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use scheduler::{Change, JobCursor, JobFilter, JobState, DEFAULT_ACCOUNT_ID};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dto::{
     BulkAction, BulkRequest, BulkResult, CreateJob, FeatureCollection, JobDto, JobFilterDto,
-    JobPage, JobStateDto, LogDto, LogPage, LogParams, PageParams, TaskDto, TaskList,
+    JobPage, JobStateDto, LogDto, LogPage, LogParams, PageParams, TaskDto, TaskList, TaskStateDto,
 };
 use crate::problem::{ApiResult, Json, Path, Problem, Query};
 use crate::submit;
+use crate::tiles::matches_etag;
 use crate::AppState;
 
 /// Jobs a bulk action by filter may touch at most, per request.
@@ -154,7 +156,7 @@ pub async fn create_job(
     let job = find(&state, id).await?;
     Ok((
         StatusCode::CREATED,
-        [(axum::http::header::LOCATION, format!("/v1/jobs/{id}"))],
+        [(header::LOCATION, format!("/v1/jobs/{id}"))],
         Json(job),
     )
         .into_response())
@@ -387,40 +389,96 @@ pub async fn job_logs(
     }))
 }
 
-/// The features of tile footprints.
-pub(crate) fn features(tiles: Vec<scheduler::TileFootprint>) -> FeatureCollection {
-    FeatureCollection {
-        kind: "FeatureCollection".into(),
-        features: tiles
-            .into_iter()
-            .map(|t| {
-                let state = crate::dto::TaskStateDto::from(t.state);
-                json!({
-                    "type": "Feature",
-                    "id": t.tile_index,
-                    "geometry": t.geometry,
-                    "properties": { "job_id": t.job_id, "tile_index": t.tile_index, "state": state },
-                })
-            })
-            .collect(),
+/// The tiles as a GeoJSON FeatureCollection (the `FeatureCollection` schema): feature `id`
+/// is the tile index, properties `{job_id, tile_index, state}`. Written directly, with each
+/// geometry passed through as the text PostGIS wrote, never parsed and printed again.
+pub(crate) fn features_json(tiles: &[scheduler::TileFootprint]) -> Bytes {
+    use std::fmt::Write as _;
+    let size_bytes = tiles
+        .iter()
+        .map(|t| 140 + t.geometry.as_ref().map_or(4, String::len))
+        .sum::<usize>();
+    let mut out = String::with_capacity(48 + size_bytes);
+    out.push_str(r#"{"type":"FeatureCollection","features":["#);
+    for (i, t) in tiles.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            r#"{{"type":"Feature","id":{index},"geometry":{geometry},"properties":{{"job_id":"{job}","tile_index":{index},"state":"{state}"}}}}"#,
+            index = t.tile_index,
+            geometry = t.geometry.as_deref().unwrap_or("null"),
+            job = t.job_id,
+            state = TaskStateDto::from(t.state).name(),
+        );
     }
+    out.push_str("]}");
+    Bytes::from(out)
 }
 
-/// A job's tile footprints as GeoJSON, each with its task's state.
-#[utoipa::path(get, path = "/v1/jobs/{id}/footprints", tag = "jobs", params(("id" = Uuid, Path)),
-    responses((status = 200, body = FeatureCollection, content_type = "application/geo+json"),
+/// A GeoJSON response.
+pub(crate) fn geojson(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/geo+json")], body).into_response()
+}
+
+/// What identifies a finished job's footprints: they cannot change until it finishes again
+/// (a retry clears `finished_at`, and finishing sets a new one).
+type FootprintsKey = (Uuid, i64);
+
+fn footprints_etag((job, finished_at_us): FootprintsKey) -> String {
+    format!("\"{}-footprints-{finished_at_us:x}\"", job.simple())
+}
+
+/// A job's tile footprints as GeoJSON, each with its task's state. A finished job's answer
+/// carries a strong `ETag` (`If-None-Match` answers 304) and is kept in memory.
+#[utoipa::path(get, path = "/v1/jobs/{id}/footprints", tag = "jobs",
+    params(("id" = Uuid, Path),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client holds")),
+    responses((status = 200, body = FeatureCollection, content_type = "application/geo+json",
+               headers(("ETag" = String, description = "only once the job has finished"), ("Cache-Control" = String))),
+              (status = 304, description = "the client's copy (If-None-Match) is current"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn job_footprints(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    find(&state, id).await?;
-    let tiles = state.queue.job_footprints(id).await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/geo+json")],
-        Json(features(tiles)),
-    )
-        .into_response())
+    let job = find(&state, id).await?;
+    let finished = !matches!(job.state, JobStateDto::Queued | JobStateDto::Running);
+    let Some(key) = job
+        .finished_at
+        .filter(|_| finished)
+        .map(|t| (id, t.timestamp_micros()))
+    else {
+        let tiles = state.queue.job_footprints(id).await?;
+        let mut r = geojson(features_json(&tiles));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(r);
+    };
+    let etag = footprints_etag(key);
+    let mut r = if matches_etag(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body = match state.footprints.get(&key) {
+            Some(hit) => hit,
+            None => {
+                let body = features_json(&state.queue.job_footprints(id).await?);
+                state.footprints.insert(key, body.clone(), body.len());
+                body
+            }
+        };
+        geojson(body)
+    };
+    let h = r.headers_mut();
+    // A retry can change them, so clients revalidate (cheaply, with the ETag).
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(r)
 }
 
 /// A succeeded job's STAC Item.
@@ -441,16 +499,13 @@ pub async fn job_stac(State(state): State<AppState>, Path(id): Path<Uuid>) -> Ap
         .map_err(|e| Problem::internal(format!("cannot read the job's STAC item: {e}")))?;
     let item: Value = serde_json::from_slice(&text)
         .map_err(|e| Problem::internal(format!("the job's STAC item is not json: {e}")))?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/geo+json")],
-        Json(item),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/geo+json")], Json(item)).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn cursors_round_trip_and_garbage_is_named() {
@@ -460,6 +515,39 @@ mod tests {
         };
         assert_eq!(decode_cursor(&encode_cursor(c)).unwrap(), c);
         assert_eq!(decode_cursor("zz").unwrap_err().errors[0].field, "cursor");
+    }
+
+    #[test]
+    fn features_are_geojson_with_the_geometry_passed_through() {
+        let job = Uuid::new_v4();
+        let square = r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}"#;
+        let tiles = [
+            scheduler::TileFootprint {
+                job_id: job,
+                tile_index: 4,
+                geometry: Some(square.into()),
+                state: scheduler::TaskState::Succeeded,
+            },
+            scheduler::TileFootprint {
+                job_id: job,
+                tile_index: 5,
+                geometry: None,
+                state: scheduler::TaskState::Blocked,
+            },
+        ];
+        let got: Value = serde_json::from_slice(&features_json(&tiles)).unwrap();
+        let feature = |i: i32, geometry: Value, state: &str| {
+            json!({"type": "Feature", "id": i, "geometry": geometry,
+                   "properties": {"job_id": job, "tile_index": i, "state": state}})
+        };
+        let polygon: Value = serde_json::from_str(square).unwrap();
+        assert_eq!(
+            got,
+            json!({"type": "FeatureCollection", "features": [
+                feature(4, polygon, "succeeded"), feature(5, Value::Null, "blocked")]})
+        );
+        let none: Value = serde_json::from_slice(&features_json(&[])).unwrap();
+        assert_eq!(none, json!({"type": "FeatureCollection", "features": []}));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Constellation's HTTP API (axum): jobs, tasks, logs, footprints, STAC, recipes, workers,
 //! the live event WebSocket, OpenAPI, health and metrics — and the web UI's static files.
 
+pub mod cache;
 pub mod catalog;
 pub mod dto;
 pub mod jobs;
@@ -53,6 +54,8 @@ pub struct Config {
     pub ws_buffer_events: usize,
     /// Memory for rendered output tiles.
     pub tile_cache_bytes: usize,
+    /// Memory for finished jobs' footprints (rendered GeoJSON).
+    pub footprint_cache_bytes: usize,
     /// Trace propagation, when the process exports traces.
     pub propagation: Option<Arc<dyn Propagation>>,
 }
@@ -79,6 +82,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             ws_buffer_events: 4096,
             tile_cache_bytes: 64 << 20,
+            footprint_cache_bytes: 32 << 20,
             propagation: None,
         }
     }
@@ -94,6 +98,8 @@ pub struct AppState {
     pub paths: Arc<Paths>,
     pub http: Arc<HttpMetrics>,
     pub tiles: Arc<tiles::TileCache>,
+    /// Finished jobs' footprints as GeoJSON, by job and `finished_at` (µs).
+    pub footprints: Arc<cache::ByteLru<(uuid::Uuid, i64), axum::body::Bytes>>,
     /// Trace propagation (see [`Propagation`]).
     pub propagation: Option<Arc<dyn Propagation>>,
     web_dir: Option<PathBuf>,
@@ -119,6 +125,7 @@ impl AppState {
             }),
             http: Arc::new(HttpMetrics::default()),
             tiles: tiles::TileCache::new(config.tile_cache_bytes),
+            footprints: Arc::new(cache::ByteLru::new(config.footprint_cache_bytes)),
             propagation: config.propagation.clone(),
             web_dir: config.web_dir.clone(),
         })

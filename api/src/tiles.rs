@@ -9,9 +9,8 @@
 // utoipa's expansion of `params(TileQuery)` qualifies a path the lint calls unnecessary.
 #![allow(unused_qualifications)]
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -26,6 +25,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::cache::ByteLru;
 use crate::problem::{ApiResult, Path, Problem, Query};
 use crate::AppState;
 
@@ -189,96 +189,41 @@ impl TileKey {
 /// One cached rendering: the PNG, or `None` for a tile without data (204).
 type Rendered = Option<Bytes>;
 
-#[derive(Debug, Default)]
-struct Lru {
-    /// Entry and its last use.
-    entries: HashMap<TileKey, (Rendered, u64)>,
-    /// Keys by last use, oldest first.
-    by_use: BTreeMap<u64, TileKey>,
-    clock: u64,
-    used_bytes: usize,
-}
-
 /// Rendered tiles kept in memory, least recently used first out, bounded by bytes.
-#[derive(Debug, Default)]
-pub struct TileCache {
-    budget_bytes: usize,
-    lru: Mutex<Lru>,
-}
+#[derive(Debug)]
+pub struct TileCache(ByteLru<TileKey, Rendered>);
 
 impl TileCache {
     /// A cache holding at most `budget_bytes` of PNG (plus a small per-entry charge).
     pub fn new(budget_bytes: usize) -> Arc<Self> {
-        Arc::new(Self {
-            budget_bytes,
-            lru: Mutex::new(Lru::default()),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
-        // A panic while holding the lock leaves consistent maps (every update is complete
-        // before the next starts), so a poisoned lock is still usable.
-        self.lru
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        Arc::new(Self(ByteLru::new(budget_bytes)))
     }
 
     /// The cached rendering of `key`, marking it recently used.
     pub fn get(&self, key: &TileKey) -> Option<Rendered> {
-        let mut lru = self.lock();
-        lru.clock += 1;
-        let now = lru.clock;
-        let (tile, last) = {
-            let entry = lru.entries.get_mut(key)?;
-            let last = std::mem::replace(&mut entry.1, now);
-            (entry.0.clone(), last)
-        };
-        if let Some(k) = lru.by_use.remove(&last) {
-            lru.by_use.insert(now, k);
-        }
-        Some(tile)
+        self.0.get(key)
     }
 
     /// Stores a rendering, evicting the least recently used until it fits. A rendering
     /// larger than the whole budget is not kept.
     pub fn insert(&self, key: TileKey, tile: Rendered) {
         let cost = key.cost_bytes(&tile);
-        if cost > self.budget_bytes {
-            return;
-        }
-        let mut lru = self.lock();
-        if let Some((old, last)) = lru.entries.remove(&key) {
-            lru.by_use.remove(&last);
-            lru.used_bytes -= key.cost_bytes(&old);
-        }
-        while lru.used_bytes + cost > self.budget_bytes {
-            let Some((_, oldest)) = lru.by_use.pop_first() else {
-                break;
-            };
-            if let Some((old, _)) = lru.entries.remove(&oldest) {
-                lru.used_bytes -= oldest.cost_bytes(&old);
-            }
-        }
-        lru.clock += 1;
-        let now = lru.clock;
-        lru.by_use.insert(now, key.clone());
-        lru.entries.insert(key, (tile, now));
-        lru.used_bytes += cost;
+        self.0.insert(key, tile, cost);
     }
 
     /// Bytes charged for what is held now.
     pub fn used_bytes(&self) -> usize {
-        self.lock().used_bytes
+        self.0.used_bytes()
     }
 
     /// Number of renderings held.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.0.len()
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 
@@ -361,7 +306,7 @@ pub fn render_tile(
 }
 
 /// Whether `If-None-Match` lists `etag` (weak comparison, as RFC 9110 asks for it) or `*`.
-fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     headers
         .get_all(header::IF_NONE_MATCH)

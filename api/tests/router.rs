@@ -243,12 +243,25 @@ async fn a_job_is_created_listed_inspected_cancelled_retried_and_deleted() {
     );
     let (s, p) = api.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
-    let (_, fc) = api.get(&format!("/v1/jobs/{id}/footprints")).await;
+    let footprints = format!("/v1/jobs/{id}/footprints");
+    let (_, h, fc) = api.call(Method::GET, &footprints, None).await;
     assert!(fc["features"]
         .as_array()
         .unwrap()
         .iter()
         .all(|f| f["properties"]["state"] == "cancelled"));
+    // A finished job's footprints carry an ETag (kept in memory): a client's copy is current.
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+    let (_, h2, again) = api.call(Method::GET, &footprints, None).await;
+    assert_eq!((&h2[header::ETAG], &again), (&h[header::ETAG], &fc));
+    let conditional = Request::get(&footprints)
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let (s, h, body) = api.send(conditional).await;
+    assert_eq!((s, body), (StatusCode::NOT_MODIFIED, Value::Null));
+    assert_eq!(h[header::ETAG].to_str().unwrap(), etag);
 
     let (s, retried) = api.post(&format!("/v1/jobs/{id}/retry"), json!({})).await;
     assert_eq!(
@@ -256,6 +269,20 @@ async fn a_job_is_created_listed_inspected_cancelled_retried_and_deleted() {
         (StatusCode::OK, &json!("queued")),
         "{retried}"
     );
+    // Retried, it is unfinished again: its footprints are read afresh, with no ETag.
+    let (_, h, fc) = api.call(Method::GET, &footprints, None).await;
+    assert!(fc["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["properties"]["state"] == "queued"));
+    assert!(!h.contains_key(header::ETAG));
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    let conditional = Request::get(&footprints)
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(conditional).await.0, StatusCode::OK);
     let (_, tasks) = api.get(&format!("/v1/jobs/{id}/tasks")).await;
     let items = tasks["items"].as_array().unwrap();
     assert_eq!(items.iter().filter(|t| t["state"] == "queued").count(), 16);

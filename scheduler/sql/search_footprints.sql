@@ -1,7 +1,7 @@
 -- Tiles of account $1's jobs whose footprint intersects bbox $2 (w, s, e, n), newest jobs
 -- first, at most $3: the jobs' extents (GiST) narrow first, then the tiles (BRIN).
 WITH env AS (SELECT ST_MakeEnvelope($2[1], $2[2], $2[3], $2[4], 4326) AS g)
-SELECT t.job_id, t.tile_index, ST_AsGeoJSON(t.footprint, 7)::jsonb AS geometry,
+SELECT t.job_id, t.tile_index, ST_AsGeoJSON(t.footprint, 7) AS geometry,
        coalesce(k.state, h.state, 'queued') AS state
 FROM env, job j
 JOIN tile t ON t.job_id = j.id

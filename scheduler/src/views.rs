@@ -73,8 +73,9 @@ pub struct JobView {
 pub struct TileFootprint {
     pub job_id: Uuid,
     pub tile_index: i32,
-    /// GeoJSON geometry (null when the footprint is unknown).
-    pub geometry: Value,
+    /// The GeoJSON geometry as PostGIS writes it (`None` when the footprint is unknown);
+    /// kept as text, so a response can carry it without parsing and printing it again.
+    pub geometry: Option<String>,
     pub state: TaskState,
 }
 
@@ -182,9 +183,7 @@ fn footprint(r: &PgRow) -> Result<TileFootprint> {
     Ok(TileFootprint {
         job_id: r.try_get("job_id")?,
         tile_index: r.try_get("tile_index")?,
-        geometry: r
-            .try_get::<Option<Value>, _>("geometry")?
-            .unwrap_or(Value::Null),
+        geometry: r.try_get("geometry")?,
         state: TaskState::parse(r.try_get("state")?)?,
     })
 }

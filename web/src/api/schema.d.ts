@@ -152,7 +152,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A job's tile footprints as GeoJSON, each with its task's state. */
+        /**
+         * A job's tile footprints as GeoJSON, each with its task's state. A finished job's answer
+         *     carries a strong `ETag` (`If-None-Match` answers 304) and is kept in memory.
+         */
         get: operations["job_footprints"];
         put?: never;
         post?: never;
@@ -997,7 +1000,10 @@ export interface operations {
     job_footprints: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description ETag of a copy the client holds */
+                "If-None-Match"?: string | null;
+            };
             path: {
                 id: string;
             };
@@ -1007,11 +1013,21 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    "Cache-Control"?: string;
+                    /** @description only once the job has finished */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/geo+json": components["schemas"]["FeatureCollection"];
                 };
+            };
+            /** @description the client's copy (If-None-Match) is current */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             404: {
                 headers: {

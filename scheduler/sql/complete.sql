@@ -83,14 +83,18 @@ WITH input AS (
     -- Per job with tiles completed here: its progress with them (what committed before
     -- this statement plus ours: never more than the truth), and another tile row of the job
     -- visible in this statement's snapshot, if any (from the highest id down: tiles are
-    -- claimed in id order, so that is usually a live queued row).
+    -- claimed in id order, so that is usually a live queued row). The job is matched as a
+    -- range and named in the order so that only task_job_id_idx provides that order (with
+    -- `job_id = …` a generic plan may walk the primary key backwards instead, across every
+    -- later job's rows).
     SELECT p.job_id, p.tiles, p.ids, p.tile_indices, j.tiles_total, j.finalize_task_id,
            j.tiles_succeeded + p.tiles
                + coalesce((SELECT sum(g.tiles) FROM job_progress g WHERE g.job_id = p.job_id),
                           0)::int AS tiles_succeeded,
            (SELECT t.id FROM task t
-            WHERE t.job_id = p.job_id AND t.kind = 'tile' AND t.id <> ALL (p.ids)
-            ORDER BY t.id DESC
+            WHERE t.job_id BETWEEN p.job_id AND p.job_id
+              AND t.kind = 'tile' AND t.id <> ALL (p.ids)
+            ORDER BY t.job_id DESC, t.id DESC
             LIMIT 1) AS other_tile
     FROM per_job p
     JOIN job j ON j.id = p.job_id
@@ -101,8 +105,9 @@ WITH input AS (
     FROM tile_jobs tj
     LEFT JOIN LATERAL (
         SELECT t.id FROM task t
-        WHERE t.job_id = tj.job_id AND t.kind = 'tile' AND t.id <> ALL (tj.ids)
-        ORDER BY t.id DESC
+        WHERE t.job_id BETWEEN tj.job_id AND tj.job_id
+          AND t.kind = 'tile' AND t.id <> ALL (tj.ids)
+        ORDER BY t.job_id DESC, t.id DESC
         LIMIT 1
         FOR KEY SHARE OF t SKIP LOCKED
     ) free ON true

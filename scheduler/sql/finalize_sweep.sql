@@ -5,14 +5,15 @@
 -- the commit and the recheck, or the recheck failed. Reads the snapshot only: a tile row
 -- whose deletion is not committed yet keeps its job blocked until the next sweep (or the
 -- recheck). Through task_blocked_idx (one row per unfinished job at most); the tile probe
--- starts at the job's highest id, like the completions'. Same events as the recheck.
+-- starts at the job's highest id, like the completions' (and matches the job as a range for
+-- the same reason). Same events as the recheck.
 WITH unblocked AS (
     UPDATE task f
     SET state = 'queued', run_at = now()
     WHERE f.state = 'blocked' AND f.kind = 'finalize'
       AND (SELECT t.id FROM task t
-           WHERE t.job_id = f.job_id AND t.kind = 'tile'
-           ORDER BY t.id DESC
+           WHERE t.job_id BETWEEN f.job_id AND f.job_id AND t.kind = 'tile'
+           ORDER BY t.job_id DESC, t.id DESC
            LIMIT 1) IS NULL
     RETURNING f.id, f.job_id
 ), events AS (
@@ -22,7 +23,8 @@ WITH unblocked AS (
     JOIN job j ON j.id = u.job_id
     CROSS JOIN LATERAL (VALUES
         (1, 'progress', jsonb_build_object('tiles_succeeded', j.tiles_total,
-                                           'tiles_total', j.tiles_total, 'tiles', '[]'::jsonb)),
+                                           'tiles_total', j.tiles_total,
+                                           'tiles', '[]'::jsonb)),
         (2, 'finalize_queued', jsonb_build_object('task_id', u.id))) e(ord, kind, payload)
     ORDER BY u.job_id, e.ord
 )

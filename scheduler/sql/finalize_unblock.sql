@@ -6,11 +6,12 @@
 -- it waits (LIMIT 1: it stops at the first row it locks), so it cannot deadlock. Idempotent:
 -- only the statement that changes the row from blocked appends the events, a `progress` with
 -- the final count (the completions' own events may have lagged it) and `finalize_queued`.
+-- (The job is matched as a range so that only task_job_id_idx fits: see complete.sql.)
 WITH left_tile AS (
     SELECT t.id
     FROM task t
-    WHERE t.job_id = $1 AND t.kind = 'tile'
-    ORDER BY t.id DESC
+    WHERE t.job_id BETWEEN $1 AND $1 AND t.kind = 'tile'
+    ORDER BY t.job_id DESC, t.id DESC
     LIMIT 1
     FOR KEY SHARE OF t
 ), unblocked AS (
@@ -26,7 +27,8 @@ WITH left_tile AS (
     JOIN job j ON j.id = u.job_id
     CROSS JOIN LATERAL (VALUES
         (1, 'progress', jsonb_build_object('tiles_succeeded', j.tiles_total,
-                                           'tiles_total', j.tiles_total, 'tiles', '[]'::jsonb)),
+                                           'tiles_total', j.tiles_total,
+                                           'tiles', '[]'::jsonb)),
         (2, 'finalize_queued', jsonb_build_object('task_id', u.id))) e(ord, kind, payload)
     ORDER BY u.job_id, e.ord
 )

@@ -2,13 +2,16 @@
 -- The SKIP LOCKED CTE is the fence between claimers: a row locked by another claimer is
 -- skipped, never waited for, so N workers drain the queue without claiming a row twice.
 -- attempt is incremented here, so (id, attempt) names this run of the task.
+-- FOR NO KEY UPDATE (not FOR UPDATE): the claim only updates the row, and this lock does not
+-- conflict with the FOR KEY SHARE probe with which a completion tells rows being deleted from
+-- rows still to run (complete.sql).
 WITH next AS (
     SELECT id
     FROM task
     WHERE state = 'queued' AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE task t
     SET state = 'running',

@@ -2,6 +2,42 @@
 -- Fenced on (id, attempt, worker, running): a worker that lost its lease (reaped, re-claimed,
 -- cancelled) matches nothing. Accepted rows leave the hot table for task_history.
 -- Rows are locked in id order first (like every multi-task writer) to avoid lock cycles.
+--
+-- Tile completions do not touch the job row: progress goes to this backend's shard of
+-- job_progress, and the finalize task is unblocked by looking at the job's tile rows left in
+-- the hot table (a tile row leaves it when the tile succeeds; when a tile fails or is
+-- cancelled its job ends and the finalize row leaves too). Returns one row per accepted task
+-- (task_id) and one per job whose last tiles may have been completed by concurrent
+-- transactions (recheck_job): the caller runs finalize_unblock.sql for those after the commit.
+--
+-- Why the finalize task is unblocked exactly once and never missed, under READ COMMITTED:
+--
+-- * Unblocking is `UPDATE … WHERE state = 'blocked'` on the one finalize row: whoever comes
+--   second waits for the first's row lock and then finds it queued, so it happens once, and
+--   only the statement that changed the row appends `finalize_queued`.
+-- * (a) In this statement: when no other tile row of the job is visible in the statement's
+--   snapshot, every other tile's deletion committed before it, and ours commit with the
+--   unblock: the finalize task becomes claimable exactly when the last tile is done.
+-- * (b) Otherwise the other tile rows still visible may be ones that concurrent completions
+--   are deleting right now (each sees the other's row: neither can unblock in (a)). Those
+--   rows are locked FOR UPDATE by their deleters (completion, terminal failure, cancel); no
+--   other writer takes a lock that conflicts with FOR KEY SHARE (claim, heartbeat, reaper,
+--   retry and release use FOR NO KEY UPDATE or plain updates). So the probe `FOR KEY SHARE
+--   SKIP LOCKED` finds a row iff some other tile row is neither deleted (committed after our
+--   snapshot: skipped too) nor being deleted. When it finds none, this statement returns the
+--   job in recheck_job. The probe runs after this statement locked its own rows (it reads
+--   per_job, an aggregate over them).
+--   Take the completion M of the job whose probe ran last. Every other tile row is deleted
+--   by some completion D. If D's probe ran before M's, D had locked its rows before then and
+--   still holds them unless it committed: M's probe skips them either way. So M's probe finds
+--   nothing: M unblocks in (a) or returns the job for the recheck. finalize_unblock.sql, run
+--   after M committed, waits on the tile rows still locked (FOR KEY SHARE without SKIP
+--   LOCKED): each one is gone once its deleter commits, and comes back if that deleter rolls
+--   back (its tile is then still to be completed, by a later completion whose probe is
+--   later than M's, which takes M's place in this argument). So once every tile succeeded,
+--   the finalize task is unblocked by (a) or by a recheck.
+-- * (c) A worker that dies between its commit and the recheck (or a recheck that fails) is
+--   covered by the sweep that runs with every reap (finalize_sweep.sql).
 WITH input AS (
     SELECT * FROM unnest($2::bigint[], $3::int[], $4::jsonb[]) AS i(id, attempt, output)
 ), locked AS (
@@ -28,47 +64,99 @@ WITH input AS (
     SELECT job_id,
            (count(*) FILTER (WHERE kind = 'tile'))::int AS tiles,
            bool_or(kind = 'finalize') AS finalized,
+           array_agg(id) AS ids,
            coalesce(array_agg(tile_index ORDER BY tile_index) FILTER (WHERE kind = 'tile'),
                     '{}') AS tile_indices
     FROM done
     GROUP BY job_id
-), job_locks AS (
-    -- A batch may span jobs: their rows are locked in id order, as every statement that
-    -- locks several jobs does, so two completions never wait on each other in a cycle.
-    SELECT j.id
-    FROM job j
-    WHERE j.id IN (SELECT job_id FROM per_job)
-    ORDER BY j.id
-    FOR UPDATE OF j
-), jobs AS (
-    -- The job row serialises concurrent completions of one job: each statement adds its
-    -- count to the latest value, so exactly one statement sees the last tile arrive.
-    UPDATE job j
-    SET tiles_succeeded = j.tiles_succeeded + p.tiles,
-        state = CASE WHEN p.finalized THEN 'succeeded' ELSE j.state END,
-        finished_at = CASE WHEN p.finalized THEN now() ELSE j.finished_at END
+), counted AS (
+    -- Progress, on this backend's shard: concurrent completions of a job (other backends)
+    -- update other rows. Jobs in id order, so two batches spanning the same jobs on a shared
+    -- shard lock their rows in the same order.
+    INSERT INTO job_progress AS g (job_id, shard, tiles)
+    SELECT job_id, pg_backend_pid() % 64, tiles
+    FROM per_job
+    WHERE tiles > 0
+    ORDER BY job_id
+    ON CONFLICT (job_id, shard) DO UPDATE SET tiles = g.tiles + excluded.tiles
+), tile_jobs AS (
+    -- Per job with tiles completed here: its progress with them (what committed before
+    -- this statement plus ours: never more than the truth), and another tile row of the job
+    -- visible in this statement's snapshot, if any (from the highest id down: tiles are
+    -- claimed in id order, so that is usually a live queued row). The job is matched as a
+    -- range and named in the order so that only task_job_id_idx provides that order (with
+    -- `job_id = …` a generic plan may walk the primary key backwards instead, across every
+    -- later job's rows).
+    SELECT p.job_id, p.tiles, p.ids, p.tile_indices, j.tiles_total, j.finalize_task_id,
+           j.tiles_succeeded + p.tiles
+               + coalesce((SELECT sum(g.tiles) FROM job_progress g WHERE g.job_id = p.job_id),
+                          0)::int AS tiles_succeeded,
+           (SELECT t.id FROM task t
+            WHERE t.job_id BETWEEN p.job_id AND p.job_id
+              AND t.kind = 'tile' AND t.id <> ALL (p.ids)
+            ORDER BY t.job_id DESC, t.id DESC
+            LIMIT 1) AS other_tile
     FROM per_job p
-    JOIN job_locks l ON l.id = p.job_id
-    WHERE j.id = p.job_id AND j.state IN ('queued', 'running')
-    RETURNING j.id, j.tiles_succeeded, j.tiles_total, j.finalize_task_id, p.tiles, p.finalized,
-              p.tile_indices
+    JOIN job j ON j.id = p.job_id
+    WHERE p.tiles > 0
+), probed AS (
+    -- (b): whether some other tile row is neither deleted nor being deleted.
+    SELECT tj.job_id, free.id IS NOT NULL AS pending
+    FROM tile_jobs tj
+    LEFT JOIN LATERAL (
+        SELECT t.id FROM task t
+        WHERE t.job_id BETWEEN tj.job_id AND tj.job_id
+          AND t.kind = 'tile' AND t.id <> ALL (tj.ids)
+        ORDER BY t.job_id DESC, t.id DESC
+        LIMIT 1
+        FOR KEY SHARE OF t SKIP LOCKED
+    ) free ON true
+    WHERE tj.other_tile IS NOT NULL
 ), unblock AS (
-    -- The statement that completed the last tile makes the finalize task claimable.
+    -- (a): no other tile row left: the finalize task becomes claimable with this commit.
     UPDATE task f
     SET state = 'queued', run_at = now()
-    FROM jobs
-    WHERE jobs.tiles > 0 AND jobs.tiles_succeeded = jobs.tiles_total
-      AND f.id = jobs.finalize_task_id AND f.state = 'blocked'
+    FROM tile_jobs tj
+    WHERE tj.other_tile IS NULL AND f.id = tj.finalize_task_id AND f.state = 'blocked'
     RETURNING f.id, f.job_id
+), job_locks AS (
+    -- Jobs whose finalize task completed here (rare: once per job) are locked, in id order
+    -- as every statement that locks several jobs does.
+    SELECT j.id
+    FROM job j
+    WHERE j.id IN (SELECT job_id FROM per_job WHERE finalized)
+    ORDER BY j.id
+    FOR UPDATE OF j
+), folded AS (
+    -- Their progress shards fold onto the job row (every tile completion committed before
+    -- the finalize task could be claimed, so no shard changes any more).
+    DELETE FROM job_progress g
+    USING job_locks l
+    WHERE g.job_id = l.id
+    RETURNING g.job_id, g.tiles
+), succeeded AS (
+    UPDATE job j
+    SET state = 'succeeded',
+        finished_at = now(),
+        output = i.output,
+        tiles_succeeded = j.tiles_succeeded
+            + coalesce((SELECT sum(f.tiles) FROM folded f WHERE f.job_id = j.id), 0)::int
+    FROM job_locks l, (SELECT DISTINCT ON (id) id, output FROM input) i
+    WHERE j.id = l.id AND i.id = j.finalize_task_id
+      AND j.state IN ('queued', 'running')
+    RETURNING j.id
 ), events AS (
     INSERT INTO event (job_id, kind, payload)
-    SELECT id, 'progress',
+    SELECT job_id, 'progress',
            jsonb_build_object('tiles_succeeded', tiles_succeeded, 'tiles_total', tiles_total,
                               'tiles', to_jsonb(tile_indices))
-    FROM jobs WHERE tiles > 0
+    FROM tile_jobs
     UNION ALL
     SELECT job_id, 'finalize_queued', jsonb_build_object('task_id', id) FROM unblock
     UNION ALL
-    SELECT id, 'job_succeeded', '{}' FROM jobs WHERE finalized
+    SELECT id, 'job_succeeded', '{}' FROM succeeded
 )
-SELECT id FROM done ORDER BY id
+SELECT id AS task_id, NULL::uuid AS recheck_job FROM done
+UNION ALL
+SELECT NULL, job_id FROM probed WHERE NOT pending
+ORDER BY task_id, recheck_job

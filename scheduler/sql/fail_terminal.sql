@@ -1,5 +1,6 @@
 -- Move a running task ($1) to history as failed with error $2. When $3 (worker) is not null
--- the run is fenced on ($1, $4 attempt, $3 worker). Returns the job to fail.
+-- the run is fenced on ($1, $4 attempt, $3 worker). Returns the job to fail and whether the
+-- task was a tile (the job row counts failed tiles: end_job.sql).
 WITH gone AS (
     DELETE FROM task
     WHERE id = $1 AND state = 'running'
@@ -19,4 +20,4 @@ WITH gone AS (
                               'error', $2::text, 'retry_at', NULL)
     FROM gone
 )
-SELECT job_id FROM gone
+SELECT job_id, kind = 'tile' AS tile FROM gone

@@ -1,6 +1,7 @@
 -- Worker $1 reports its in-flight runs (ids $2, attempts $3): extend their leases by $4 s
 -- and stamp the worker. Returns the runs the worker no longer owns, each with whether its
 -- task was cancelled (job cancelled or failed) -- the worker should stop those.
+-- Rows are locked FOR NO KEY UPDATE: only deleters lock FOR UPDATE (see complete.sql).
 WITH input AS (
     SELECT * FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
 ), locked AS (
@@ -9,7 +10,7 @@ WITH input AS (
     JOIN input i ON i.id = t.id
     WHERE t.attempt = i.attempt AND t.worker_id = $1 AND t.state = 'running'
     ORDER BY t.id
-    FOR UPDATE OF t
+    FOR NO KEY UPDATE OF t
 ), extended AS (
     UPDATE task t
     SET lease_expires_at = now() + make_interval(secs => $4)

@@ -1,13 +1,14 @@
 -- Tasks whose lease expired (their worker stopped heartbeating) go back to the queue when
 -- attempts remain; the attempt stays as the claim counted it. SKIP LOCKED: a row some
 -- worker is heartbeating or completing right now is not expired, so it is never waited for.
--- Returns the requeued ids; exhausted rows are failed by a second step.
+-- Returns the requeued ids; exhausted rows are failed by a second step. FOR NO KEY UPDATE:
+-- only deleters lock FOR UPDATE (see complete.sql).
 WITH expired AS (
     SELECT id
     FROM task
     WHERE state = 'running' AND lease_expires_at < now() AND attempt < max_attempts
     ORDER BY id
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE task t
 SET state = 'queued', worker_id = NULL, lease_expires_at = NULL, run_at = now(),

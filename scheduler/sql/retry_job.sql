@@ -1,10 +1,11 @@
 -- Retry job $1 (failed or cancelled, locked by the caller): its failed and cancelled tasks
 -- leave history for the hot table. Each keeps its id and attempt count (a stale run of an
 -- earlier attempt stays fenced out) and gets max_attempts more runs. The finalize task waits
--- for the tiles unless every tile already succeeded.
+-- for the tiles unless every tile already succeeded (the job's progress was folded onto its
+-- row when it ended, so tiles_succeeded is exact here). No tile has failed any more.
 WITH job_row AS (
     UPDATE job
-    SET state = 'queued', error = NULL, finished_at = NULL
+    SET state = 'queued', error = NULL, finished_at = NULL, tiles_failed = 0
     WHERE id = $1
     RETURNING id, tiles_succeeded, tiles_total
 ), back AS (

@@ -215,6 +215,9 @@ pub struct ReapReport {
     pub requeued: Vec<TaskId>,
     /// Tasks failed because their last attempt's lease expired.
     pub failed: Vec<TaskId>,
+    /// Finalize tasks made claimable by the sweep: every tile of their job had succeeded,
+    /// but the completion's recheck that unblocks them never ran.
+    pub finalize_unblocked: Vec<TaskId>,
 }
 
 /// A job's current state and progress.
@@ -228,7 +231,7 @@ pub struct JobStatus {
     pub state: JobState,
     /// Tile tasks planned.
     pub tiles_total: i32,
-    /// Tile tasks succeeded.
+    /// Tile tasks succeeded (of an unfinished job: possibly a moment behind, never ahead).
     pub tiles_succeeded: i32,
     /// Why it failed or was cancelled.
     pub error: Option<String>,

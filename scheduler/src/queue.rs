@@ -19,6 +19,8 @@ const CLAIM_SQL: &str = include_str!("../sql/claim.sql");
 const COMPLETE_SQL: &str = include_str!("../sql/complete.sql");
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
+const FINALIZE_SWEEP_SQL: &str = include_str!("../sql/finalize_sweep.sql");
+const FINALIZE_UNBLOCK_SQL: &str = include_str!("../sql/finalize_unblock.sql");
 const END_JOB_TASKS_SQL: &str = include_str!("../sql/end_job_tasks.sql");
 const END_JOB_SQL: &str = include_str!("../sql/end_job.sql");
 const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat.sql");
@@ -257,6 +259,11 @@ impl Queue {
 
     /// Complete runs of `worker` with their outputs, in one statement. Returns the task ids
     /// whose completion was accepted; a run the worker no longer owns is refused.
+    ///
+    /// When concurrent completions may have finished a job's last tiles together, a short
+    /// recheck after the commit unblocks the job's finalize task (`sql/complete.sql` explains
+    /// why that is never missed); should the recheck fail, the sweep in [`Queue::reap`] does
+    /// it, so the completion still counts and its error is not returned.
     pub async fn complete(&self, worker: Uuid, done: &[(TaskRef, Value)]) -> Result<Vec<TaskId>> {
         let ids: Vec<TaskId> = done.iter().map(|(r, _)| r.id).collect();
         let attempts: Vec<i32> = done.iter().map(|(r, _)| r.attempt).collect();
@@ -264,9 +271,9 @@ impl Queue {
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).
         let mut tries = 0;
-        loop {
+        let rows: Vec<(Option<TaskId>, Option<Uuid>)> = loop {
             tries += 1;
-            let result = sqlx::query_scalar(COMPLETE_SQL)
+            let result = sqlx::query_as(COMPLETE_SQL)
                 .bind(worker)
                 .bind(&ids)
                 .bind(&attempts)
@@ -276,9 +283,29 @@ impl Queue {
             match result {
                 Err(sqlx::Error::Database(e))
                     if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
-                other => return Ok(other?),
+                other => break other?,
+            }
+        };
+        let mut accepted = Vec::with_capacity(rows.len());
+        for (task, recheck) in rows {
+            accepted.extend(task);
+            if let Some(job) = recheck {
+                // Committed already: a failed recheck is left to the sweep (see above).
+                let _ = self.unblock_finalize(job).await;
             }
         }
+        Ok(accepted)
+    }
+
+    /// Make `job`'s finalize task claimable if it is blocked and no tile task of the job is
+    /// left, waiting for completions of its tiles still in flight (`sql/finalize_unblock.sql`).
+    /// Returns whether this call unblocked it. Idempotent.
+    async fn unblock_finalize(&self, job: Uuid) -> Result<bool> {
+        let unblocked: Option<TaskId> = sqlx::query_scalar(FINALIZE_UNBLOCK_SQL)
+            .bind(job)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(unblocked.is_some())
     }
 
     /// A run of `worker` failed with `error`. Retryable failures with attempts left go back
@@ -307,18 +334,18 @@ impl Queue {
         }
         let failed = self
             .with_deadlock_retry(|mut tx| async move {
-                let job: Option<Uuid> = sqlx::query_scalar(FAIL_TERMINAL_SQL)
+                let gone: Option<(Uuid, bool)> = sqlx::query_as(FAIL_TERMINAL_SQL)
                     .bind(run.id)
                     .bind(error)
                     .bind(worker)
                     .bind(run.attempt)
                     .fetch_optional(&mut *tx)
                     .await?;
-                if let Some(job) = job {
+                if let Some((job, tile)) = gone {
                     let reason = format!("task {} failed: {error}", run.id);
-                    end_job(&mut tx, job, JobState::Failed, &reason).await?;
+                    end_job(&mut tx, job, JobState::Failed, &reason, i32::from(tile)).await?;
                 }
-                Ok((tx, job.is_some()))
+                Ok((tx, gone.is_some()))
             })
             .await?;
         Ok(if failed {
@@ -381,8 +408,13 @@ impl Queue {
     }
 
     /// Return runs whose lease expired to the queue; fail those that were on their last
-    /// attempt (and their jobs). Never touches a run whose lease is still valid.
+    /// attempt (and their jobs). Never touches a run whose lease is still valid. Also the
+    /// finalize dependency's safety net: finalize tasks still blocked although every tile of
+    /// their job succeeded (a completion's recheck that never ran) become claimable.
     pub async fn reap(&self) -> Result<ReapReport> {
+        let finalize_unblocked: Vec<TaskId> = sqlx::query_scalar(FINALIZE_SWEEP_SQL)
+            .fetch_all(&self.pool)
+            .await?;
         let requeued: Vec<TaskId> = sqlx::query_scalar(REAP_SQL).fetch_all(&self.pool).await?;
         let exhausted: Vec<(TaskId, i32)> = sqlx::query_as(
             "-- Expired runs that were the last attempt.
@@ -411,18 +443,19 @@ impl Queue {
                         if still.is_none() {
                             return Ok((tx, false));
                         }
-                        let job: Option<Uuid> = sqlx::query_scalar(FAIL_TERMINAL_SQL)
+                        let gone: Option<(Uuid, bool)> = sqlx::query_as(FAIL_TERMINAL_SQL)
                             .bind(id)
                             .bind(&error)
                             .bind(None::<Uuid>)
                             .bind(attempt)
                             .fetch_optional(&mut *tx)
                             .await?;
-                        if let Some(job) = job {
+                        if let Some((job, tile)) = gone {
                             let reason = format!("task {id} failed: {error}");
-                            end_job(&mut tx, job, JobState::Failed, &reason).await?;
+                            end_job(&mut tx, job, JobState::Failed, &reason, i32::from(tile))
+                                .await?;
                         }
-                        Ok((tx, job.is_some()))
+                        Ok((tx, gone.is_some()))
                     }
                 })
                 .await?;
@@ -430,7 +463,11 @@ impl Queue {
                 failed.push(id);
             }
         }
-        Ok(ReapReport { requeued, failed })
+        Ok(ReapReport {
+            requeued,
+            failed,
+            finalize_unblocked,
+        })
     }
 
     /// Cancel a job: every unfinished task moves to history as cancelled (running workers
@@ -438,7 +475,7 @@ impl Queue {
     /// job was still unfinished.
     pub async fn cancel(&self, job: Uuid, reason: &str) -> Result<bool> {
         self.with_deadlock_retry(|mut tx| async move {
-            let ended = end_job(&mut tx, job, JobState::Cancelled, reason).await?;
+            let ended = end_job(&mut tx, job, JobState::Cancelled, reason, 0).await?;
             Ok((tx, ended))
         })
         .await
@@ -447,8 +484,13 @@ impl Queue {
     /// A job's state and progress.
     pub async fn job(&self, job: Uuid) -> Result<Option<JobStatus>> {
         let row = sqlx::query(
-            "SELECT id, account_id, state, tiles_total, tiles_succeeded, error, created_at,
-                    started_at, finished_at
+            "-- The job row; an unfinished job's progress adds its shards not yet folded.
+             SELECT id, account_id, state, tiles_total, error, created_at, started_at,
+                    finished_at,
+                    tiles_succeeded + coalesce((
+                        SELECT sum(g.tiles) FROM job_progress g
+                        WHERE g.job_id = job.id AND job.state IN ('queued', 'running')),
+                        0)::int AS tiles_succeeded
              FROM job WHERE id = $1",
         )
         .bind(job)
@@ -554,12 +596,14 @@ impl Queue {
 }
 
 /// End an unfinished job with `state` and `reason`: lock its hot tasks in id order, move
-/// them to history as cancelled, then set the job's final state. Returns whether it ended.
+/// them to history as cancelled, then set the job's final state (counting `tiles_failed`
+/// more failed tiles) and fold its progress onto the job row. Returns whether it ended.
 async fn end_job(
     tx: &mut Transaction<'static, Postgres>,
     job: Uuid,
     state: JobState,
     reason: &str,
+    tiles_failed: i32,
 ) -> Result<bool> {
     let state = match state {
         JobState::Failed => "failed",
@@ -584,6 +628,7 @@ async fn end_job(
         .bind(job)
         .bind(state)
         .bind(reason)
+        .bind(tiles_failed)
         .fetch_one(&mut **tx)
         .await?;
     Ok(ended > 0)

@@ -434,6 +434,7 @@ impl Queue {
         }
         for sql in [
             "DELETE FROM task_history WHERE job_id = $1",
+            "DELETE FROM job_progress WHERE job_id = $1",
             "DELETE FROM tile WHERE job_id = $1",
             "DELETE FROM log WHERE job_id = $1",
             "DELETE FROM job WHERE id = $1",

@@ -625,3 +625,305 @@ async fn events_tell_the_story_of_a_job_and_wake_listeners() {
         .collect();
     assert!(seqs.windows(2).all(|p| p[0] < p[1]));
 }
+
+/// Progress events of a job in stream order: (tiles_succeeded, tiles_total, tiles).
+async fn progress_events(q: &scheduler::Queue, job_id: Uuid) -> Vec<(i64, i64, Vec<i64>)> {
+    let bus = PgEventBus::new(q.pool().clone());
+    bus.read(0, Some(job_id), 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "progress")
+        .map(|e| {
+            let tiles = e.payload["tiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_i64().unwrap())
+                .collect();
+            (
+                e.payload["tiles_succeeded"].as_i64().unwrap(),
+                e.payload["tiles_total"].as_i64().unwrap(),
+                tiles,
+            )
+        })
+        .collect()
+}
+
+/// Events of one kind of a job.
+async fn events_of(q: &scheduler::Queue, job_id: Uuid, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM event WHERE job_id = $1 AND kind = $2")
+        .bind(job_id)
+        .bind(kind)
+        .fetch_one(q.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_two_tiles_completed_together_unblock_the_finalize_once_without_reap() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let (qa, qb) = (db.queue(1).await, db.queue(1).await);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let jobs = 300;
+    let mut rechecked = 0;
+    for _ in 0..jobs {
+        // Three tiles: the first completes alone, the last two at the same time.
+        let job_id = q.submit(&job(3, 0, 3)).await.unwrap();
+        let first = q.claim(a, 1, LEASE).await.unwrap()[0].run;
+        assert_eq!(q.complete(a, &[(first, json!(0))]).await.unwrap().len(), 1);
+        let ra = qa.claim(a, 1, LEASE).await.unwrap()[0].run;
+        let rb = qb.claim(b, 1, LEASE).await.unwrap()[0].run;
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let racer = |q: scheduler::Queue, w: Uuid, run: TaskRef| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                q.complete(w, &[(run, json!(run.id))]).await.unwrap()
+            })
+        };
+        let (x, y) = (racer(qa.clone(), a, ra), racer(qb.clone(), b, rb));
+        assert_eq!(x.await.unwrap().len() + y.await.unwrap().len(), 2);
+
+        // Claimable at once, exactly once: no reap in between.
+        let fin = q.claim(a, 10, LEASE).await.unwrap();
+        assert_eq!(fin.len(), 1, "the finalize task, claimable");
+        assert_eq!((fin[0].kind, fin[0].job_id), (TaskKind::Finalize, job_id));
+        assert_eq!(events_of(&q, job_id, "finalize_queued").await, 1);
+        q.complete(a, &[(fin[0].run, json!({"cog": "out.tif"}))])
+            .await
+            .unwrap();
+        let status = q.job(job_id).await.unwrap().unwrap();
+        assert_eq!(status.state, JobState::Succeeded);
+        assert_eq!(status.tiles_succeeded, 3);
+        assert_eq!(events_of(&q, job_id, "job_succeeded").await, 1);
+        let progress = progress_events(&q, job_id).await;
+        assert_eq!(progress.last().map(|p| p.0), Some(3), "{progress:?}");
+        // The recheck after the commit appends the final count without tiles of its own.
+        rechecked += progress.iter().filter(|p| p.2.is_empty()).count();
+    }
+    println!("{rechecked} of {jobs} finalize tasks were unblocked by the recheck");
+    // The barrier puts both statements in flight together, so the path where neither
+    // completion can see that it was last is taken (most of the time, in practice).
+    assert!(rechecked > 0, "the race was never run");
+    assert_eq!(
+        count(&q, "SELECT count(*) FROM task").await,
+        0,
+        "nothing left"
+    );
+    assert_eq!(count(&q, "SELECT count(*) FROM job_progress").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_unblocks_a_finalize_whose_recheck_never_ran() {
+    const COMPLETE_SQL: &str = include_str!("../sql/complete.sql");
+    let db = TestDb::new().await;
+    let q = db.queue(4).await;
+    let job_id = q.submit(&job(2, 0, 3)).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let ra = q.claim(a, 1, LEASE).await.unwrap()[0].run;
+    let rb = q.claim(b, 1, LEASE).await.unwrap()[0].run;
+    type Rows = Vec<(Option<i64>, Option<Uuid>)>;
+    let complete = |w: Uuid, run: TaskRef| {
+        sqlx::query_as::<_, (Option<i64>, Option<Uuid>)>(COMPLETE_SQL)
+            .bind(w)
+            .bind(vec![run.id])
+            .bind(vec![run.attempt])
+            .bind(vec![json!(run.id)])
+    };
+
+    // A completes its tile and has not committed yet: B's tile is not being completed, so
+    // A leaves the wake-up to B's completion.
+    let mut tx = q.pool().begin().await.unwrap();
+    let rows: Rows = complete(a, ra).fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(rows, vec![(Some(ra.id), None)]);
+    // B completes the last tile meanwhile: it still sees A's row, locked by A's completion,
+    // so it asks for the recheck after its commit.
+    let pool = q.pool().clone();
+    let b_done = tokio::spawn(async move { complete(b, rb).fetch_all(&pool).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let rows: Rows = b_done.await.unwrap();
+    assert_eq!(rows, vec![(Some(rb.id), None), (None, Some(job_id))]);
+
+    // B's worker died before its recheck: the job is stuck with a blocked finalize task.
+    assert!(q.claim(a, 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(events_of(&q, job_id, "finalize_queued").await, 0);
+    // Any worker's reap unblocks it, once.
+    let report = q.reap().await.unwrap();
+    assert_eq!(report.finalize_unblocked.len(), 1);
+    assert!(report.requeued.is_empty() && report.failed.is_empty());
+    assert_eq!(q.reap().await.unwrap(), Default::default());
+    let fin = q.claim(a, 10, LEASE).await.unwrap();
+    assert_eq!(fin.len(), 1);
+    assert_eq!(fin[0].run.id, report.finalize_unblocked[0]);
+    assert_eq!(fin[0].kind, TaskKind::Finalize);
+    assert_eq!(events_of(&q, job_id, "finalize_queued").await, 1);
+    let progress = progress_events(&q, job_id).await;
+    assert_eq!(progress.last().map(|p| p.0), Some(2), "{progress:?}");
+    q.complete(a, &[(fin[0].run, json!(null))]).await.unwrap();
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (status.state, status.tiles_succeeded),
+        (JobState::Succeeded, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn progress_never_runs_ahead_of_the_tiles_and_ends_at_tiles_total() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+
+    // One worker: every completion counts exactly, so progress rises by one each time.
+    let tiles = 20;
+    let job_id = q.submit(&job(tiles, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+    for i in 1..=tiles {
+        let run = q.claim(w, 1, LEASE).await.unwrap()[0].run;
+        q.complete(w, &[(run, json!(null))]).await.unwrap();
+        assert_eq!(q.job(job_id).await.unwrap().unwrap().tiles_succeeded, i);
+    }
+    let values: Vec<i64> = progress_events(&q, job_id)
+        .await
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(values, (1..=i64::from(tiles)).collect::<Vec<_>>());
+
+    // Eight workers at once: a value may lag (the UI keeps the largest seen) but never says
+    // more tiles than the events up to it reported, and the last one is the total.
+    let tiles = 400;
+    let job_id = q.submit(&job(tiles, 0, 3)).await.unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let wq = db.queue(1).await;
+        handles.push(tokio::spawn(async move {
+            let w = Uuid::new_v4();
+            loop {
+                let batch = wq.claim(w, 1, LEASE).await.unwrap();
+                let Some(t) = batch.first() else { break };
+                if t.kind == TaskKind::Finalize {
+                    wq.release(w, &[t.run]).await.unwrap();
+                    break;
+                }
+                wq.complete(w, &[(t.run, json!(null))]).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let progress = progress_events(&q, job_id).await;
+    let mut seen = HashSet::new();
+    for (value, total, indices) in &progress {
+        seen.extend(indices.iter().copied());
+        assert_eq!(*total, i64::from(tiles));
+        assert!(
+            *value >= 1 && *value <= seen.len() as i64,
+            "progress {value} ahead of the {} tiles reported so far",
+            seen.len()
+        );
+    }
+    assert_eq!(seen.len(), tiles as usize);
+    assert_eq!(progress.last().map(|p| p.0), Some(i64::from(tiles)));
+    assert_eq!(q.job(job_id).await.unwrap().unwrap().tiles_succeeded, tiles);
+}
+
+/// What job lists showed before the job row kept them: failed tiles and the finalize output
+/// counted from history.
+async fn from_history(q: &scheduler::Queue, job_id: Uuid) -> (i32, Option<serde_json::Value>) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM task_history h
+                 WHERE h.job_id = j.id AND h.kind = 'tile' AND h.state = 'failed')::int,
+                (SELECT h.output FROM task_history h
+                 WHERE h.id = j.finalize_task_id AND h.state = 'succeeded')
+         FROM job j WHERE j.id = $1",
+    )
+    .bind(job_id)
+    .fetch_one(q.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn job_rows_keep_failed_tiles_and_output_as_history_has_them_through_retry() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let account = scheduler::DEFAULT_ACCOUNT_ID;
+    let w = Uuid::new_v4();
+    let job_id = q.submit(&job(4, 0, 1)).await.unwrap();
+    let check = |want: (i32, i32, Option<serde_json::Value>)| {
+        let q = q.clone();
+        async move {
+            let view = q.job_view(account, job_id).await.unwrap().unwrap();
+            let listed = q
+                .list_jobs(account, &Default::default(), None, 10)
+                .await
+                .unwrap();
+            assert_eq!(listed, vec![view.clone()]);
+            assert_eq!(
+                (view.tiles_failed, view.output.clone()),
+                from_history(&q, job_id).await
+            );
+            assert_eq!((view.tiles_succeeded, view.tiles_failed, view.output), want);
+            view.state
+        }
+    };
+    assert_eq!(check((0, 0, None)).await, JobState::Queued);
+
+    // Two tiles succeed (progress shows before the job ends), one fails for good: the job
+    // fails and its last tile is cancelled.
+    let runs = q.claim(w, 3, LEASE).await.unwrap();
+    q.complete(w, &[(runs[0].run, json!(0)), (runs[1].run, json!(1))])
+        .await
+        .unwrap();
+    assert_eq!(check((2, 0, None)).await, JobState::Running);
+    assert_eq!(
+        q.fail(w, runs[2].run, "bad tile", false).await.unwrap(),
+        FailOutcome::Failed
+    );
+    assert_eq!(check((2, 1, None)).await, JobState::Failed);
+    assert_eq!(count(&q, "SELECT count(*) FROM job_progress").await, 0);
+
+    // Retried: the failed tile runs again, nothing has failed any more.
+    assert_eq!(
+        q.retry(account, job_id).await.unwrap(),
+        scheduler::Change::Done
+    );
+    assert_eq!(check((2, 0, None)).await, JobState::Queued);
+    let runs = q.claim(w, 10, LEASE).await.unwrap();
+    assert_eq!(runs.len(), 2, "the failed and the cancelled tile");
+    let done: Vec<_> = runs.iter().map(|t| (t.run, json!(null))).collect();
+    q.complete(w, &done).await.unwrap();
+    assert_eq!(check((4, 0, None)).await, JobState::Running);
+    let fin = q.claim(w, 10, LEASE).await.unwrap();
+    assert_eq!(fin[0].kind, TaskKind::Finalize);
+    let output = json!({"cog": "out.tif", "stac": "item.json"});
+    q.complete(w, &[(fin[0].run, output.clone())])
+        .await
+        .unwrap();
+    assert_eq!(check((4, 0, Some(output))).await, JobState::Succeeded);
+
+    // A cancelled job keeps the progress it made.
+    let other = q.submit(&job(3, 0, 1)).await.unwrap();
+    let run = q.claim(w, 1, LEASE).await.unwrap()[0].run;
+    q.complete(w, &[(run, json!(null))]).await.unwrap();
+    assert!(q.cancel(other, "enough").await.unwrap());
+    let view = q.job_view(account, other).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            view.state,
+            view.tiles_succeeded,
+            view.tiles_failed,
+            view.output
+        ),
+        (JobState::Cancelled, 1, 0, None)
+    );
+    assert_eq!(count(&q, "SELECT count(*) FROM job_progress").await, 0);
+    assert_eq!(
+        q.delete_job(account, other).await.unwrap(),
+        scheduler::Change::Done
+    );
+    assert!(q.job_view(account, other).await.unwrap().is_none());
+}

@@ -122,14 +122,30 @@ async fn check_invariants(q: &Queue, before: &History) -> History {
                  WHERE state = 'succeeded' AND (tiles_succeeded <> tiles_total OR EXISTS (
                      SELECT 1 FROM task_history h
                      WHERE h.job_id = job.id AND h.state <> 'succeeded')))
-              -- the counter matches the history
-              + (SELECT count(*) FROM job WHERE tiles_succeeded <> (
+              -- the counter (job row plus progress shards) matches the history
+              + (SELECT count(*) FROM job
+                 WHERE tiles_succeeded + coalesce((SELECT sum(g.tiles) FROM job_progress g
+                                                   WHERE g.job_id = job.id), 0) <> (
                      SELECT count(*) FROM task_history h
                      WHERE h.job_id = job.id AND h.kind = 'tile' AND h.state = 'succeeded'))
+              -- a finished job's progress is folded onto its row
+              + (SELECT count(*) FROM job_progress g JOIN job ON job.id = g.job_id
+                 WHERE job.state IN ('succeeded', 'failed', 'cancelled'))
+              -- failed tiles and the output on the job row match the history
+              + (SELECT count(*) FROM job WHERE tiles_failed <> (
+                     SELECT count(*) FROM task_history h
+                     WHERE h.job_id = job.id AND h.kind = 'tile' AND h.state = 'failed'))
+              + (SELECT count(*) FROM job WHERE output IS DISTINCT FROM (
+                     SELECT h.output FROM task_history h
+                     WHERE h.id = job.finalize_task_id AND h.state = 'succeeded'))
               -- a finalize task is claimable only when every tile succeeded
-              + (SELECT count(*) FROM task f JOIN job ON job.id = f.job_id
-                 WHERE f.kind = 'finalize' AND f.state <> 'blocked'
-                   AND job.tiles_succeeded <> job.tiles_total)",
+              + (SELECT count(*) FROM task f
+                 WHERE f.kind = 'finalize' AND f.state <> 'blocked' AND EXISTS (
+                     SELECT 1 FROM task t WHERE t.job_id = f.job_id AND t.kind = 'tile'))
+              -- and then it is claimable at once (no reap needed)
+              + (SELECT count(*) FROM task f
+                 WHERE f.kind = 'finalize' AND f.state = 'blocked' AND NOT EXISTS (
+                     SELECT 1 FROM task t WHERE t.job_id = f.job_id AND t.kind = 'tile'))",
     )
     .fetch_one(q.pool())
     .await

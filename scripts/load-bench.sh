@@ -16,8 +16,8 @@
 #   --rate N             reads per second (1000)      --duration-secs N  per read run (30)
 #   --subscribers N      WebSocket subscribers (1000) --ws-rates A,B     events/s (20,100)
 #   --ws-secs N          per steady run (30)          --ws-jobs N        jobs of the jobs run (8)
-#   --only a,b           only these runs: jobs-list, job, job-tasks, footprints, stac,
-#                        tile-png, healthz, mix, cold, ws, ws-jobs
+#   --only a,b           only these runs: jobs-list, job, job-tasks, footprints,
+#                        footprints-live, stac, tile-png, healthz, mix, cold, ws, ws-jobs
 #   --quick              5 s runs, 2 ws rates of 5 s: a smoke test, not a measurement
 #   --profile            then perf the server and database under footprints and job-list
 #                        reads (300 req/s) and the fastest ws rate: where the time goes

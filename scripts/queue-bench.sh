@@ -189,7 +189,7 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     done
     # Diagnostic (full mode): Constellation with one tile per job, so that no two completions
-    # update the same job row; compared in the report with jobs of 10 000 tiles.
+    # share a job; compared in the report with jobs of 10 000 tiles.
     if [[ "$MODE" == full && " $SYSTEMS " == *" constellation "* ]]; then
         for long in "${LONG_TXN_LIST[@]}"; do
             run_one constellation 1 4 10000 "$long" "one tile per job" --jobs-of 1

@@ -208,21 +208,14 @@ impl Queue {
     /// lease of `lease`. Never waits on rows another claimer holds.
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
         // One statement: a detected deadlock rolled all of it back; claim again.
-        let mut tries = 0;
-        let rows = loop {
-            tries += 1;
-            let result = sqlx::query(CLAIM_SQL)
+        let rows = retry_deadlock(|| {
+            sqlx::query(CLAIM_SQL)
                 .bind(worker)
                 .bind(n)
                 .bind(lease.as_secs_f64())
                 .fetch_all(&self.pool)
-                .await;
-            match result {
-                Err(sqlx::Error::Database(e))
-                    if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
-                other => break other?,
-            }
-        };
+        })
+        .await?;
         rows.iter()
             .map(|r| {
                 let kind = TaskKind::parse(r.try_get("kind")?)?;
@@ -270,22 +263,15 @@ impl Queue {
         let outputs: Vec<Value> = done.iter().map(|(_, o)| o.clone()).collect();
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).
-        let mut tries = 0;
-        let rows: Vec<(Option<TaskId>, Option<Uuid>)> = loop {
-            tries += 1;
-            let result = sqlx::query_as(COMPLETE_SQL)
+        let rows: Vec<(Option<TaskId>, Option<Uuid>)> = retry_deadlock(|| {
+            sqlx::query_as(COMPLETE_SQL)
                 .bind(worker)
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(&outputs)
                 .fetch_all(&self.pool)
-                .await;
-            match result {
-                Err(sqlx::Error::Database(e))
-                    if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
-                other => break other?,
-            }
-        };
+        })
+        .await?;
         let mut accepted = Vec::with_capacity(rows.len());
         for (task, recheck) in rows {
             accepted.extend(task);
@@ -591,6 +577,24 @@ impl Queue {
                     if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
+/// whole, so running it again does nothing twice), at most five times.
+async fn retry_deadlock<T, F, Fut>(statement: F) -> std::result::Result<T, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match statement().await {
+            Err(sqlx::Error::Database(e))
+                if tries < 5 && e.code().as_deref() == Some(DEADLOCK_DETECTED) => {}
+            other => return other,
         }
     }
 }

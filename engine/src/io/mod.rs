@@ -5,6 +5,7 @@ pub mod cog;
 pub mod footprint;
 pub mod read;
 pub mod scene;
+pub mod tiff;
 
 use crate::grid::Grid;
 

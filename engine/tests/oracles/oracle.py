@@ -210,10 +210,14 @@ def cog(args):
     ds = gdal.Open(args["path"])
     # Exact statistics, computed by GDAL from the pixels (not the metadata we wrote).
     stats = ds.GetRasterBand(1).ComputeStatistics(False)
+    structure = info["metadata"].get("IMAGE_STRUCTURE", {})
     return {
         "errors": errors,
         "warnings": warnings,
-        "compression": info["metadata"].get("IMAGE_STRUCTURE", {}).get("COMPRESSION"),
+        "compression": structure.get("COMPRESSION"),
+        "predictor": structure.get("PREDICTOR"),
+        # GDAL says COG only when the file declares (and keeps) the COG layout.
+        "layout": structure.get("LAYOUT"),
         "block": band["block"],
         "overviews": len(band.get("overviews", [])),
         "nodata": band.get("noDataValue"),

@@ -153,7 +153,7 @@ impl Pool {
 }
 
 fn encode_blocks(rx: &Mutex<Receiver<Job>>, shared: &Shared, codec: Codec, nodata: f32) {
-    let mut encoder = tiff::Encoder::new(codec);
+    let mut encoder = tiff::Encoder::new(codec, nodata);
     loop {
         let job = match rx.lock() {
             Ok(rx) => match rx.recv() {
@@ -165,18 +165,12 @@ fn encode_blocks(rx: &Mutex<Receiver<Job>>, shared: &Shared, codec: Codec, nodat
         if shared.abort.load(Ordering::Relaxed) {
             continue;
         }
-        let mut data = job.data;
-        for v in &mut data {
-            if v.is_nan() {
-                *v = nodata;
-            }
-        }
-        let placed = encoder.encode(&data, BLOCK_PX).and_then(|bytes| {
+        let placed = encoder.encode(&job.data, BLOCK_PX).and_then(|bytes| {
             let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
             let offset = shared
                 .spill_end
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            shared.spill.write_all_at(&bytes, offset)?;
+            shared.spill.write_all_at(bytes, offset)?;
             Ok((offset, len))
         });
         match placed {
@@ -531,7 +525,8 @@ impl CogWriter {
         };
         let err = |e: std::io::Error| write_err(&self.final_path, e.to_string().to_lowercase());
         let file = std::fs::File::create(&self.cog_partial_path).map_err(err)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // A small buffer for the framing; blocks (larger) are written straight through.
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
         tiff::assemble(&mut out, &pool.shared.spill, &image, &levels).map_err(err)?;
         let file = out.into_inner().map_err(|e| err(e.into_error()))?;
         drop(file);

@@ -2,7 +2,7 @@
 //! bands on other grids resampled (nearest for codes, cubic for continuous values).
 
 use gdal::Dataset;
-use kernels::warp::{warp, Resampling, SourceMesh};
+use kernels::warp::{nearest_separable, warp, Resampling, SourceMesh};
 use kernels::Plane;
 
 use crate::error::{EngineError, Result};
@@ -137,20 +137,26 @@ fn read_resampled(
     let src_w = covering(w, scale, offset, 3);
     let src = read_direct(ds, band, src_w)?;
     let (sx, sy) = (src_w.x_px as f64, src_w.y_px as f64);
+    let src_plane = Plane::new(src_w.width_px, src_w.height_px, &src)?;
+    let mut out = vec![0.0f32; w.len_px()];
+    if method == Resampling::Nearest {
+        // The mapping is separable: one source index per column and per row, computed with
+        // the mesh's own formula, so the result is the warp's bit for bit.
+        let xs: Vec<f64> = (0..w.width_px)
+            .map(|tx| scale.0 * (w.x_px as f64 + (tx as f64 + 0.5)) + offset.0 - sx)
+            .collect();
+        let ys: Vec<f64> = (0..w.height_px)
+            .map(|ty| scale.1 * (w.y_px as f64 + (ty as f64 + 0.5)) + offset.1 - sy)
+            .collect();
+        nearest_separable(src_plane, &xs, &ys, &mut out)?;
+        return Ok(out);
+    }
     let mesh = SourceMesh::from_fn(1, w.width_px, w.height_px, |tx, ty| {
         (
             scale.0 * (w.x_px as f64 + tx) + offset.0 - sx,
             scale.1 * (w.y_px as f64 + ty) + offset.1 - sy,
         )
     })?;
-    let mut out = vec![0.0f32; w.len_px()];
-    warp(
-        Plane::new(src_w.width_px, src_w.height_px, &src)?,
-        &mesh,
-        method,
-        w.width_px,
-        w.height_px,
-        &mut out,
-    )?;
+    warp(src_plane, &mesh, method, w.width_px, w.height_px, &mut out)?;
     Ok(out)
 }

@@ -34,7 +34,9 @@ impl Codec {
 /// A reusable block encoder (one per thread): predictor, then the codec.
 pub struct Encoder {
     codec: Codec,
+    nodata: f32,
     predicted: Vec<u8>,
+    compressed: Vec<u8>,
     deflate: Option<libdeflater::Compressor>,
 }
 
@@ -47,17 +49,21 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    pub fn new(codec: Codec) -> Self {
+    /// An encoder writing `NaN` as `nodata`.
+    pub fn new(codec: Codec, nodata: f32) -> Self {
         Self {
             codec,
+            nodata,
             predicted: Vec::new(),
+            compressed: Vec::new(),
             deflate: None,
         }
     }
 
-    /// Encodes a block of `width_px`-sample rows into a fresh buffer.
-    pub fn encode(&mut self, block: &[f32], width_px: usize) -> io::Result<Vec<u8>> {
-        predict_float_rows(block, width_px, &mut self.predicted);
+    /// Encodes a block of `width_px`-sample rows (`NaN` written as the nodata value); the
+    /// bytes stay valid until the next call.
+    pub fn encode(&mut self, block: &[f32], width_px: usize) -> io::Result<&[u8]> {
+        predict_float_rows(block, width_px, self.nodata, &mut self.predicted);
         match self.codec {
             Codec::Deflate { level } => {
                 let c = match &mut self.deflate {
@@ -68,14 +74,20 @@ impl Encoder {
                         self.deflate.insert(libdeflater::Compressor::new(level))
                     }
                 };
-                let mut out = vec![0u8; c.zlib_compress_bound(self.predicted.len())];
+                // Grown once, never cleared: the compressor overwrites what it reports.
+                let bound = c.zlib_compress_bound(self.predicted.len());
+                if self.compressed.len() < bound {
+                    self.compressed.resize(bound, 0);
+                }
                 let n = c
-                    .zlib_compress(&self.predicted, &mut out)
+                    .zlib_compress(&self.predicted, &mut self.compressed)
                     .map_err(|e| io::Error::other(format!("deflate: {e:?}")))?;
-                out.truncate(n);
-                Ok(out)
+                Ok(&self.compressed[..n])
             }
-            Codec::Zstd { level } => zstd::bulk::compress(&self.predicted, level),
+            Codec::Zstd { level } => {
+                self.compressed = zstd::bulk::compress(&self.predicted, level)?;
+                Ok(&self.compressed)
+            }
         }
     }
 }
@@ -83,7 +95,8 @@ impl Encoder {
 /// TIFF predictor 3 (floating point) over rows of `width_px` single-sample pixels, as libtiff
 /// writes it: each row's bytes regrouped most significant byte first (all the rows' first
 /// bytes, then their second …), then every byte replaced by its difference from the one before.
-pub fn predict_float_rows(data: &[f32], width_px: usize, out: &mut Vec<u8>) {
+/// `NaN` is written as `nodata`.
+pub fn predict_float_rows(data: &[f32], width_px: usize, nodata: f32, out: &mut Vec<u8>) {
     out.clear();
     out.resize(data.len() * 4, 0);
     if width_px == 0 {
@@ -93,7 +106,8 @@ pub fn predict_float_rows(data: &[f32], width_px: usize, out: &mut Vec<u8>) {
         let (b3, rest) = o.split_at_mut(width_px);
         let (b2, rest) = rest.split_at_mut(width_px);
         let (b1, b0) = rest.split_at_mut(width_px);
-        for (i, v) in row.iter().enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            let v = if v.is_nan() { nodata } else { v };
             let [x0, x1, x2, x3] = v.to_le_bytes();
             b3[i] = x3;
             b2[i] = x2;
@@ -522,10 +536,12 @@ mod tests {
 
     #[test]
     fn predictor_round_trips_and_matches_libtiff_order() {
-        let data: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) * 0.37).collect();
+        let mut data: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) * 0.37).collect();
+        data[7] = f32::NAN;
         let mut p = Vec::new();
-        predict_float_rows(&data, 4, &mut p);
+        predict_float_rows(&data, 4, -9999.0, &mut p);
         assert_eq!(p.len(), 48);
+        data[7] = -9999.0;
         assert_eq!(unpredict_float_rows(&p, 4), data);
         // Row 0's first byte is the most significant byte of its first sample, undifferenced.
         assert_eq!(p[0], data[0].to_le_bytes()[3]);

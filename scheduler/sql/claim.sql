@@ -2,6 +2,10 @@
 -- The SKIP LOCKED CTE is the fence between claimers: a row locked by another claimer is
 -- skipped, never waited for, so N workers drain the queue without claiming a row twice.
 -- attempt is incremented here, so (id, attempt) names this run of the task.
+-- The statement runs on its cached generic plan (Queue::claim), so it is written to need no
+-- estimate of how many rows LIMIT $2 gives: the claimed ids are updated through the primary
+-- key (`= ANY (ARRAY(…))`) and each task's tile is looked up by its key (LATERAL), where a
+-- join would let the generic plan scan the task or tile table whole.
 -- FOR NO KEY UPDATE (not FOR UPDATE): the claim only updates the row, and this lock does not
 -- conflict with the FOR KEY SHARE probe with which a completion tells rows being deleted from
 -- rows still to run (complete.sql).
@@ -19,8 +23,7 @@ WITH next AS (
         worker_id = $1,
         claimed_at = now(),
         lease_expires_at = now() + make_interval(secs => $3)
-    FROM next
-    WHERE t.id = next.id
+    WHERE t.id = ANY (ARRAY(SELECT id FROM next))
     RETURNING t.id, t.job_id, t.kind, t.tile_index, t.attempt, t.max_attempts,
               t.lease_expires_at
 ), starting AS (
@@ -47,5 +50,8 @@ SELECT c.id, c.job_id, c.kind, c.tile_index, c.attempt, c.max_attempts, c.lease_
        tl.x_px, tl.y_px, tl.width_px, tl.height_px
 FROM claimed c
 JOIN job j ON j.id = c.job_id
-LEFT JOIN tile tl ON tl.job_id = c.job_id AND tl.tile_index = c.tile_index
+LEFT JOIN LATERAL (
+    SELECT x_px, y_px, width_px, height_px FROM tile
+    WHERE tile.job_id = c.job_id AND tile.tile_index = c.tile_index
+) tl ON true
 ORDER BY c.id

@@ -208,12 +208,17 @@ impl Queue {
     /// lease of `lease`. Never waits on rows another claimer holds.
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
         // One statement: a detected deadlock rolled all of it back; claim again.
-        let rows = retry_deadlock(|| {
-            sqlx::query(CLAIM_SQL)
+        let rows = retry_deadlock(|| async {
+            // On the statement's cached generic plan (see GENERIC_PLAN_TX).
+            let mut tx = self.pool.begin_with(GENERIC_PLAN_TX).await?;
+            let rows = sqlx::query(CLAIM_SQL)
                 .bind(worker)
                 .bind(n)
                 .bind(lease.as_secs_f64())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(rows)
         })
         .await?;
         rows.iter()
@@ -263,13 +268,18 @@ impl Queue {
         let outputs: Vec<Value> = done.iter().map(|(_, o)| o.clone()).collect();
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).
-        let rows: Vec<(Option<TaskId>, Option<Uuid>)> = retry_deadlock(|| {
-            sqlx::query_as(COMPLETE_SQL)
+        let rows: Vec<(Option<TaskId>, Option<Uuid>)> = retry_deadlock(|| async {
+            // On the statement's cached generic plan (see GENERIC_PLAN_TX).
+            let mut tx = self.pool.begin_with(GENERIC_PLAN_TX).await?;
+            let rows = sqlx::query_as(COMPLETE_SQL)
                 .bind(worker)
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(&outputs)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(rows)
         })
         .await?;
         let mut accepted = Vec::with_capacity(rows.len());
@@ -580,6 +590,13 @@ impl Queue {
         }
     }
 }
+
+/// Starts a transaction whose statements run on their cached generic plans. Claim and
+/// complete are planned once per connection this way: planning either afresh costs more than
+/// running it for a small batch, and PostgreSQL would otherwise keep making custom plans (with
+/// the batch's size or array known, a custom plan always looks cheaper than the generic one).
+/// BEGIN and the setting go to the server in one round trip.
+const GENERIC_PLAN_TX: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
 /// whole, so running it again does nothing twice), at most five times.

@@ -50,7 +50,7 @@ fn grid(dir: &Path) -> Grid {
 fn write_cog(dir: &Path, grid: &Grid) -> PathBuf {
     let path = dir.join("out.tif");
     let mut w =
-        CogWriter::create(&path, grid, 1, -9999.0, Compression::Deflate, 512).expect("create cog");
+        CogWriter::create(&path, grid, 1, -9999.0, Compression::Deflate).expect("create cog");
     for ty in 0..2 {
         for tx in 0..2 {
             let mut data = Vec::with_capacity(512 * 512);

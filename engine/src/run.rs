@@ -124,7 +124,6 @@ pub fn run(
         recipe.outputs.len(),
         opts.nodata,
         opts.compression,
-        opts.tile_px,
     )?;
     let empty_hists = empty_histograms(prepared);
 

@@ -219,14 +219,7 @@ pub fn assemble_within(
     let footprinter = Footprinter::new(grid)?;
     let (_, cog_path, _) = run::output_paths(scene, prepared, &opts.out_dir);
     let outputs = prepared.recipe.outputs.len();
-    let mut writer = CogWriter::create(
-        &cog_path,
-        grid,
-        outputs,
-        opts.nodata,
-        opts.compression,
-        opts.tile_px,
-    )?;
+    let mut writer = CogWriter::create(&cog_path, grid, outputs, opts.nodata, opts.compression)?;
     let plan = TilePlan::new(grid.width_px, grid.height_px, opts.tile_px);
     let mut totals = vec![Stats::EMPTY; outputs];
     let mut hists = run::empty_histograms(prepared);

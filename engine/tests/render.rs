@@ -53,7 +53,7 @@ fn write_cog(dir: &Path) -> PathBuf {
         epsg: Some(32633),
     };
     let path = dir.join("synthetic.tif");
-    let mut writer = CogWriter::create(&path, &grid, 1, NODATA, Compression::Deflate, 512).unwrap();
+    let mut writer = CogWriter::create(&path, &grid, 1, NODATA, Compression::Deflate).unwrap();
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
     for ty in 0..SIDE_PX / 512 {
         for tx in 0..SIDE_PX / 512 {

@@ -236,17 +236,15 @@ fn geo_entries(grid: &Grid, path_for_errors: &Path) -> Result<Vec<Entry>> {
 
 impl CogWriter {
     /// Starts a `band_count`-band `Float32` COG at `final_path` on `grid`. Tiles may come in
-    /// any size and order (`tile_px` is only a hint of their size); overview blocks are the
-    /// mean of the valid pixels of each 2×2 block of the level below.
+    /// any size and order; overview blocks are the mean of the valid pixels of each 2×2 block
+    /// of the level below.
     pub fn create(
         final_path: &Path,
         grid: &Grid,
         band_count: usize,
         nodata: f64,
         compression: Compression,
-        tile_px: usize,
     ) -> Result<Self> {
-        let _ = tile_px;
         crate::io::init();
         let dir = final_path.parent().unwrap_or(Path::new("."));
         let name = final_path
@@ -426,9 +424,8 @@ impl CogWriter {
                 &half,
             )?;
         }
-        let (w, h) = self.levels[level];
-        let per_band = w.div_ceil(BLOCK_PX) * h.div_ceil(BLOCK_PX);
-        let index = band * per_band + by * w.div_ceil(BLOCK_PX) + bx;
+        let (across, down) = tiff::blocks(self.levels[level].0, self.levels[level].1);
+        let index = band * across * down + by * across + bx;
         let sent = self
             .pool
             .as_ref()
@@ -464,10 +461,13 @@ impl CogWriter {
         let mut levels: Vec<Level> = self
             .levels
             .iter()
-            .map(|&(w, h)| Level {
-                width_px: w,
-                height_px: h,
-                blocks: vec![(0, 0); w.div_ceil(BLOCK_PX) * h.div_ceil(BLOCK_PX) * self.band_count],
+            .map(|&(w, h)| {
+                let (across, down) = tiff::blocks(w, h);
+                Level {
+                    width_px: w,
+                    height_px: h,
+                    blocks: vec![(0, 0); across * down * self.band_count],
+                }
             })
             .collect();
         let placed = std::mem::take(

@@ -124,26 +124,6 @@ pub fn predict_float_rows(data: &[f32], width_px: usize, nodata: f32, out: &mut 
     }
 }
 
-/// The inverse of [`predict_float_rows`] (what a reader does).
-pub fn unpredict_float_rows(bytes: &[u8], width_px: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / 4);
-    for o in bytes.chunks(4 * width_px) {
-        let mut row = o.to_vec();
-        for i in 1..row.len() {
-            row[i] = row[i].wrapping_add(row[i - 1]);
-        }
-        for i in 0..width_px {
-            out.push(f32::from_le_bytes([
-                row[3 * width_px + i],
-                row[2 * width_px + i],
-                row[width_px + i],
-                row[i],
-            ]));
-        }
-    }
-    out
-}
-
 /// TIFF field types used here.
 const SHORT: u16 = 3;
 const LONG: u16 = 4;
@@ -226,14 +206,9 @@ pub struct Level {
     pub blocks: Vec<(u64, u32)>,
 }
 
-impl Level {
-    pub fn blocks_across(&self) -> usize {
-        self.width_px.div_ceil(BLOCK_PX)
-    }
-
-    pub fn blocks_down(&self) -> usize {
-        self.height_px.div_ceil(BLOCK_PX)
-    }
+/// Blocks across and down a `width_px` × `height_px` level.
+pub fn blocks(width_px: usize, height_px: usize) -> (usize, usize) {
+    (width_px.div_ceil(BLOCK_PX), height_px.div_ceil(BLOCK_PX))
 }
 
 /// What every IFD shares, and what only the full-resolution one carries.
@@ -533,6 +508,26 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The inverse of [`predict_float_rows`] (what a reader does).
+    fn unpredict_float_rows(bytes: &[u8], width_px: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(bytes.len() / 4);
+        for o in bytes.chunks(4 * width_px) {
+            let mut row = o.to_vec();
+            for i in 1..row.len() {
+                row[i] = row[i].wrapping_add(row[i - 1]);
+            }
+            for i in 0..width_px {
+                out.push(f32::from_le_bytes([
+                    row[3 * width_px + i],
+                    row[2 * width_px + i],
+                    row[width_px + i],
+                    row[i],
+                ]));
+            }
+        }
+        out
+    }
 
     #[test]
     fn predictor_round_trips_and_matches_libtiff_order() {

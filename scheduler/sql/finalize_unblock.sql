@@ -1,4 +1,4 @@
--- After a completion that returned job $1 in recheck_job committed (complete.sql, (b)):
+-- After a completion that returned job $1 in recheck_job committed (complete_tasks, (b)):
 -- unblock the job's finalize task if no tile task of the job is left. The probe waits for
 -- the deleters of the tile rows still locked (FOR KEY SHARE without SKIP LOCKED): a row whose
 -- deleter committed is skipped, a row whose deleter rolled back is returned (its tile is
@@ -6,7 +6,7 @@
 -- it waits (LIMIT 1: it stops at the first row it locks), so it cannot deadlock. Idempotent:
 -- only the statement that changes the row from blocked appends the events, a `progress` with
 -- the final count (the completions' own events may have lagged it) and `finalize_queued`.
--- (The job is matched as a range so that only task_job_id_idx fits: see complete.sql.)
+-- (The job is matched as a range so that only task_job_id_idx fits: see complete_tasks.)
 WITH left_tile AS (
     SELECT t.id
     FROM task t

@@ -1,7 +1,8 @@
 -- Worker $1 reports its in-flight runs (ids $2, attempts $3): extend their leases by $4 s
 -- and stamp the worker. Returns the runs the worker no longer owns, each with whether its
 -- task was cancelled (job cancelled or failed) -- the worker should stop those.
--- Rows are locked FOR NO KEY UPDATE: only deleters lock FOR UPDATE (see complete.sql).
+-- Rows are locked FOR NO KEY UPDATE: only deleters lock FOR UPDATE (see complete_tasks in
+-- migrations/0004_claim_complete_functions.sql).
 WITH input AS (
     SELECT * FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
 ), locked AS (

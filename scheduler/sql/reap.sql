@@ -2,7 +2,8 @@
 -- attempts remain; the attempt stays as the claim counted it. SKIP LOCKED: a row some
 -- worker is heartbeating or completing right now is not expired, so it is never waited for.
 -- Returns the requeued ids; exhausted rows are failed by a second step. FOR NO KEY UPDATE:
--- only deleters lock FOR UPDATE (see complete.sql).
+-- only deleters lock FOR UPDATE (see complete_tasks in
+-- migrations/0004_claim_complete_functions.sql).
 WITH expired AS (
     SELECT id
     FROM task

@@ -15,8 +15,11 @@ use crate::model::{
     ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
 };
 
-const CLAIM_SQL: &str = include_str!("../sql/claim.sql");
-const COMPLETE_SQL: &str = include_str!("../sql/complete.sql");
+/// Claim and complete are functions (migrations/0004_claim_complete_functions.sql): one round
+/// trip each, on plans cached for the connection's life.
+const CLAIM_SQL: &str = "SELECT * FROM claim_tasks($1, $2, $3)";
+/// See [`CLAIM_SQL`]; public for tests that hold a completion's transaction open.
+pub const COMPLETE_SQL: &str = "SELECT * FROM complete_tasks($1, $2, $3, $4)";
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
 const FINALIZE_SWEEP_SQL: &str = include_str!("../sql/finalize_sweep.sql");
@@ -209,16 +212,12 @@ impl Queue {
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
         // One statement: a detected deadlock rolled all of it back; claim again.
         let rows = retry_deadlock(|| async {
-            // On the statement's cached generic plan (see GENERIC_PLAN_TX).
-            let mut tx = self.pool.begin_with(GENERIC_PLAN_TX).await?;
-            let rows = sqlx::query(CLAIM_SQL)
+            sqlx::query(CLAIM_SQL)
                 .bind(worker)
                 .bind(n)
                 .bind(lease.as_secs_f64())
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(rows)
+                .fetch_all(&self.pool)
+                .await
         })
         .await?;
         rows.iter()
@@ -259,9 +258,10 @@ impl Queue {
     /// whose completion was accepted; a run the worker no longer owns is refused.
     ///
     /// When concurrent completions may have finished a job's last tiles together, a short
-    /// recheck after the commit unblocks the job's finalize task (`sql/complete.sql` explains
-    /// why that is never missed); should the recheck fail, the sweep in [`Queue::reap`] does
-    /// it, so the completion still counts and its error is not returned.
+    /// recheck after the commit unblocks the job's finalize task (`complete_tasks` in
+    /// `migrations/0004_claim_complete_functions.sql` explains why that is never missed);
+    /// should the recheck fail, the sweep in [`Queue::reap`] does it, so the completion still
+    /// counts and its error is not returned.
     pub async fn complete(&self, worker: Uuid, done: &[(TaskRef, Value)]) -> Result<Vec<TaskId>> {
         let ids: Vec<TaskId> = done.iter().map(|(r, _)| r.id).collect();
         let attempts: Vec<i32> = done.iter().map(|(r, _)| r.attempt).collect();
@@ -269,17 +269,13 @@ impl Queue {
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).
         let rows: Vec<(Option<TaskId>, Option<Uuid>)> = retry_deadlock(|| async {
-            // On the statement's cached generic plan (see GENERIC_PLAN_TX).
-            let mut tx = self.pool.begin_with(GENERIC_PLAN_TX).await?;
-            let rows = sqlx::query_as(COMPLETE_SQL)
+            sqlx::query_as(COMPLETE_SQL)
                 .bind(worker)
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(&outputs)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(rows)
+                .fetch_all(&self.pool)
+                .await
         })
         .await?;
         let mut accepted = Vec::with_capacity(rows.len());
@@ -590,13 +586,6 @@ impl Queue {
         }
     }
 }
-
-/// Starts a transaction whose statements run on their cached generic plans. Claim and
-/// complete are planned once per connection this way: planning either afresh costs more than
-/// running it for a small batch, and PostgreSQL would otherwise keep making custom plans (with
-/// the batch's size or array known, a custom plan always looks cheaper than the generic one).
-/// BEGIN and the setting go to the server in one round trip.
-const GENERIC_PLAN_TX: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
 /// whole, so running it again does nothing twice), at most five times.

@@ -717,7 +717,6 @@ async fn the_last_two_tiles_completed_together_unblock_the_finalize_once_without
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweep_unblocks_a_finalize_whose_recheck_never_ran() {
-    const COMPLETE_SQL: &str = include_str!("../sql/complete.sql");
     let db = TestDb::new().await;
     let q = db.queue(4).await;
     let job_id = q.submit(&job(2, 0, 3)).await.unwrap();
@@ -726,7 +725,7 @@ async fn the_sweep_unblocks_a_finalize_whose_recheck_never_ran() {
     let rb = q.claim(b, 1, LEASE).await.unwrap()[0].run;
     type Rows = Vec<(Option<i64>, Option<Uuid>)>;
     let complete = |w: Uuid, run: TaskRef| {
-        sqlx::query_as::<_, (Option<i64>, Option<Uuid>)>(COMPLETE_SQL)
+        sqlx::query_as::<_, (Option<i64>, Option<Uuid>)>(scheduler::queue::COMPLETE_SQL)
             .bind(w)
             .bind(vec![run.id])
             .bind(vec![run.attempt])

@@ -39,9 +39,10 @@ ORDER = [
 ]
 
 
-# What each system does per task: facts from each system's code (Constellation's
-# claim_tasks and complete_tasks in scheduler/migrations/0004_claim_complete_functions.sql; the peers' statements as installed), which explain
-# the tables above; the numbers themselves are only in the tables.
+# What each system does per task: facts from each system's code (Constellation's claim_tasks
+# and complete_tasks in scheduler/migrations/0004_claim_complete_functions.sql; the peers'
+# statements as installed), which explain the tables above; the numbers themselves are only
+# in the tables.
 WHY = [
     "## Why the numbers differ",
     "",

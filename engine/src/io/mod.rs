@@ -1,11 +1,13 @@
-//! Raster I/O through GDAL: scenes from band files, windowed reads with halos and
-//! resampling onto the working grid, tile footprints, and atomic COG writing.
+//! Raster I/O: scenes from band files (opened through GDAL), windowed reads with halos and
+//! resampling onto the working grid (common TIFF layouts decoded directly, the rest by GDAL),
+//! tile footprints, and atomic COG writing.
 
 pub mod cog;
 pub mod footprint;
 pub mod read;
 pub mod scene;
 pub mod tiff;
+pub mod tiff_read;
 
 use crate::grid::Grid;
 

@@ -9,6 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::grid::Window;
 use crate::io::reason;
 use crate::io::scene::{open_dataset, Mapping, Scene, SceneBand};
+use crate::io::tiff_read::TiffBand;
 use crate::recipe::Resample;
 
 /// Open datasets for every band of a scene. GDAL handles are not shared between threads:
@@ -17,7 +18,12 @@ use crate::recipe::Resample;
 pub struct SceneReader<'s> {
     scene: &'s Scene,
     datasets: Vec<Dataset>,
+    /// Per band, the direct reader when its file's layout is one it decodes.
+    direct: Vec<Option<TiffBand>>,
 }
+
+/// Set to `1`, every read goes through GDAL (for comparing the two readers).
+pub const GDAL_READS_ENV: &str = "CONSTELLATION_GDAL_READS";
 
 impl<'s> SceneReader<'s> {
     /// Opens a handle on every band's file.
@@ -27,16 +33,36 @@ impl<'s> SceneReader<'s> {
             .iter()
             .map(|b| open_dataset(&b.path))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { scene, datasets })
+        let gdal_only = std::env::var(GDAL_READS_ENV).is_ok_and(|v| v == "1");
+        // A file the direct reader cannot make sense of is read by GDAL, which reports
+        // what is wrong with it.
+        let direct = scene
+            .bands
+            .iter()
+            .map(|b| {
+                (!gdal_only)
+                    .then(|| TiffBand::open(&b.path, b.band).ok().flatten())
+                    .flatten()
+            })
+            .collect();
+        Ok(Self {
+            scene,
+            datasets,
+            direct,
+        })
     }
 
     /// Reads band `index` of the scene over `window` of the working grid (which may overhang
     /// the grid: outside pixels are nodata). Nodata becomes `NaN`.
     pub fn read(&self, index: usize, window: Window) -> Result<Vec<f32>> {
         let band = &self.scene.bands[index];
-        let ds = &self.datasets[index];
+        let src = Source {
+            ds: &self.datasets[index],
+            direct: self.direct[index].as_ref(),
+            band,
+        };
         match band.mapping {
-            Mapping::Identity => read_direct(ds, band, window),
+            Mapping::Identity => read_direct(&src, window),
             Mapping::Affine {
                 scale_x,
                 offset_x,
@@ -49,8 +75,7 @@ impl<'s> SceneReader<'s> {
                     Resample::Cubic => Resampling::Cubic,
                 };
                 read_resampled(
-                    ds,
-                    band,
+                    &src,
                     window,
                     (scale_x, scale_y),
                     (offset_x, offset_y),
@@ -61,6 +86,13 @@ impl<'s> SceneReader<'s> {
     }
 }
 
+/// A band to read, with both readers.
+struct Source<'a> {
+    ds: &'a Dataset,
+    direct: Option<&'a TiffBand>,
+    band: &'a SceneBand,
+}
+
 fn read_err(band: &SceneBand, e: gdal::errors::GdalError) -> EngineError {
     EngineError::Read {
         path: band.path.clone(),
@@ -69,12 +101,23 @@ fn read_err(band: &SceneBand, e: gdal::errors::GdalError) -> EngineError {
 }
 
 /// Reads a window of the band's own grid, clipped; returns `(clip, values)` with nodata → NaN.
-fn read_clipped(ds: &Dataset, band: &SceneBand, w: Window) -> Result<Option<(Window, Vec<f32>)>> {
+fn read_clipped(src: &Source, w: Window) -> Result<Option<(Window, Vec<f32>)>> {
+    let band = src.band;
     let Some(clip) = w.clip(band.grid.width_px, band.grid.height_px) else {
         return Ok(None);
     };
-    let rb = ds.rasterband(band.band).map_err(|e| read_err(band, e))?;
     let mut buf = vec![0.0f32; clip.len_px()];
+    // The direct reader turns nodata into NaN as it decodes. A block it cannot place (or
+    // decode) is read again through GDAL, whose error, if any, is the one reported.
+    if let Some(direct) = src.direct {
+        if let Ok(true) = direct.read(clip, band.nodata, &mut buf) {
+            return Ok(Some((clip, buf)));
+        }
+    }
+    let rb = src
+        .ds
+        .rasterband(band.band)
+        .map_err(|e| read_err(band, e))?;
     rb.read_into_slice::<f32>(
         (clip.x_px as isize, clip.y_px as isize),
         (clip.width_px, clip.height_px),
@@ -93,8 +136,8 @@ fn read_clipped(ds: &Dataset, band: &SceneBand, w: Window) -> Result<Option<(Win
     Ok(Some((clip, buf)))
 }
 
-fn read_direct(ds: &Dataset, band: &SceneBand, w: Window) -> Result<Vec<f32>> {
-    let Some((clip, buf)) = read_clipped(ds, band, w)? else {
+fn read_direct(src: &Source, w: Window) -> Result<Vec<f32>> {
+    let Some((clip, buf)) = read_clipped(src, w)? else {
         return Ok(vec![f32::NAN; w.len_px()]);
     };
     if clip == w {
@@ -126,8 +169,7 @@ fn covering(w: Window, scale: (f64, f64), offset: (f64, f64), margin_px: i64) ->
 /// kernel. The mesh has a node at every pixel (each computed by the same affine formula), so
 /// a pixel's value does not depend on how the grid was tiled.
 fn read_resampled(
-    ds: &Dataset,
-    band: &SceneBand,
+    src: &Source,
     w: Window,
     scale: (f64, f64),
     offset: (f64, f64),
@@ -135,9 +177,9 @@ fn read_resampled(
 ) -> Result<Vec<f32>> {
     // 3 px beyond the footprint: the cubic support plus one, so window edges act as none.
     let src_w = covering(w, scale, offset, 3);
-    let src = read_direct(ds, band, src_w)?;
+    let values = read_direct(src, src_w)?;
     let (sx, sy) = (src_w.x_px as f64, src_w.y_px as f64);
-    let src_plane = Plane::new(src_w.width_px, src_w.height_px, &src)?;
+    let src_plane = Plane::new(src_w.width_px, src_w.height_px, &values)?;
     let mut out = vec![0.0f32; w.len_px()];
     if method == Resampling::Nearest {
         // The mapping is separable: one source index per column and per row, computed with

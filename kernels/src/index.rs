@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError};
 use crate::plane::PIXELS_PER_TASK;
+use crate::simd::with_avx2;
 
 /// Turns any non-finite value into nodata (`NaN`), so no `±Inf` leaks as data.
 #[inline(always)]
@@ -29,9 +30,11 @@ pub(crate) fn map2(
         .zip(a.par_chunks(PIXELS_PER_TASK))
         .zip(b.par_chunks(PIXELS_PER_TASK))
         .for_each(|((o, a), b)| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
+            with_avx2(|| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(a, b);
+                }
+            });
         });
     Ok(())
 }
@@ -53,9 +56,11 @@ pub(crate) fn map3(
         .zip(b.par_chunks(PIXELS_PER_TASK))
         .zip(c.par_chunks(PIXELS_PER_TASK))
         .for_each(|(((o, a), b), c)| {
-            for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
-                *o = f(a, b, c);
-            }
+            with_avx2(|| {
+                for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
+                    *o = f(a, b, c);
+                }
+            });
         });
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod overview;
 pub mod pansharpen;
 pub mod plane;
 pub mod scale;
+mod simd;
 pub mod stats;
 pub mod terrain;
 pub mod warp;

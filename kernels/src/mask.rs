@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError};
 use crate::plane::PIXELS_PER_TASK;
+use crate::simd::with_avx2;
 
 /// Landsat Collection 2 `QA_PIXEL` bit numbers.
 pub mod landsat_bits {
@@ -129,12 +130,14 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
             data.par_chunks_mut(PIXELS_PER_TASK)
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
-                    for (d, &q) in d.iter_mut().zip(q) {
-                        // Branch-free so it vectorizes: NaN and negative codes are masked.
-                        let code = q as i32 as u32;
-                        let masked = q.is_nan() | (q < 0.0) | (code & bits != 0);
-                        *d = if masked { f32::NAN } else { *d };
-                    }
+                    with_avx2(|| {
+                        for (d, &q) in d.iter_mut().zip(q) {
+                            // Branch-free so it vectorizes: NaN and negative codes are masked.
+                            let code = q as i32 as u32;
+                            let masked = q.is_nan() | (q < 0.0) | (code & bits != 0);
+                            *d = if masked { f32::NAN } else { *d };
+                        }
+                    });
                 });
         }
         MaskRule::Scl { .. } | MaskRule::LandsatBqaLegacy => {

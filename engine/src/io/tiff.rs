@@ -414,6 +414,17 @@ pub fn assemble(
     Ok(written)
 }
 
+/// Bytes per value of TIFF field type `typ` (BYTE … IFD8), `None` for an unknown type.
+pub(crate) fn field_type_bytes(typ: u16) -> Option<usize> {
+    match typ {
+        1 | 2 | 6 | 7 => Some(1),
+        3 | 8 => Some(2),
+        4 | 9 | 11 | 13 => Some(4),
+        5 | 10 | 12 | 16 | 17 | 18 => Some(8),
+        _ => None,
+    }
+}
+
 /// Reads the georeferencing tags (model transform or tie point and scale, GeoKey directory and
 /// its double and ASCII parameters) from the first IFD of a little-endian classic TIFF.
 pub fn geo_entries(tiff: &[u8]) -> io::Result<Vec<Entry>> {
@@ -444,13 +455,9 @@ pub fn geo_entries(tiff: &[u8]) -> io::Result<Vec<Entry>> {
         }
         let typ = u16_at(at + 2)?;
         let count = u32_at(at + 4)? as usize;
-        let size = match typ {
-            1 | 2 | 6 | 7 => 1,
-            3 | 8 => 2,
-            4 | 9 | 11 => 4,
-            5 | 10 | 12 => 8,
-            _ => return Err(bad("unexpected tiff field type in georeferencing")),
-        } * count;
+        let size = field_type_bytes(typ)
+            .ok_or_else(|| bad("unexpected tiff field type in georeferencing"))?
+            * count;
         let start = if size <= 4 {
             at + 8
         } else {

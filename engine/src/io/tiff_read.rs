@@ -1,8 +1,9 @@
 //! A GDAL-free reader for the band files most scenes come as: little-endian TIFF or BigTIFF,
 //! tiled or striped, uncompressed, DEFLATE or ZSTD, horizontal or floating-point predictor,
-//! 8/16/32-bit integer or 32-bit float samples. It decodes whole blocks straight into the
-//! caller's window as `f32` (libdeflate, no block cache, no intermediate copies). Any other
-//! layout (and any block it cannot place) is left to GDAL: [`TiffBand::open`] says `None`.
+//! 8/16/32-bit integer or 32-bit float samples. It decodes blocks a window covers whole
+//! straight into the window as `f32` (libdeflate, no intermediate copies) and keeps only the
+//! few blocks windows cover in part. Any other layout is left to GDAL ([`TiffBand::open`] says
+//! `None`), and so is any block it cannot place ([`TiffBand::read`] says `false`).
 
 use std::fs::File;
 use std::io;
@@ -10,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use crate::grid::Window;
+use crate::io::tiff::field_type_bytes;
 
 /// How samples are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +116,12 @@ fn le_u64(b: &[u8]) -> u64 {
 
 impl Field {
     fn values(&self, file: &File) -> io::Result<Vec<u64>> {
+        // Integer types only (BYTE, SHORT, LONG, their signed kinds, LONG8, SLONG8).
         let size = match self.typ {
-            1 | 6 => 1,
-            3 | 8 => 2,
-            4 | 9 => 4,
-            16 | 17 => 8,
-            _ => return Err(bad("unexpected tiff field type")),
-        };
+            1 | 3 | 4 | 6 | 8 | 9 | 16 | 17 => field_type_bytes(self.typ),
+            _ => None,
+        }
+        .ok_or_else(|| bad("unexpected tiff field type"))?;
         let count = usize::try_from(self.count).map_err(|_| bad("tiff field too long"))?;
         let bytes = match self.offset {
             Some(at) => read_at(file, at, size * count)?,
@@ -173,13 +174,8 @@ fn first_ifd(file: &File, h: &Header) -> io::Result<Vec<(u16, Field)>> {
         } else {
             (le_u64(&e[4..8]), &e[8..12])
         };
-        let size = match typ {
-            1 | 2 | 6 | 7 => 1,
-            3 | 8 => 2,
-            4 | 9 | 11 | 13 => 4,
-            5 | 10 | 12 | 16 | 17 | 18 => 8,
-            _ => 0,
-        } as u64;
+        // An unknown type is kept as if inline; nothing reads it.
+        let size = field_type_bytes(typ).unwrap_or(0) as u64;
         let fits = size.saturating_mul(count) <= value_len as u64;
         out.push((
             tag,

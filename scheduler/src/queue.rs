@@ -15,8 +15,9 @@ use crate::model::{
     ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
 };
 
-/// Claim and complete are functions (migrations/0004_claim_complete_functions.sql): one round
-/// trip each, on plans cached for the connection's life.
+/// Claim and complete are functions (migrations/0004_claim_complete_functions.sql; complete's
+/// rare paths run apart since 0005_complete_rare_paths_apart.sql): one round trip each, on
+/// plans cached for the connection's life.
 const CLAIM_SQL: &str = "SELECT * FROM claim_tasks($1, $2, $3)";
 /// See [`CLAIM_SQL`]; public for tests that hold a completion's transaction open.
 pub const COMPLETE_SQL: &str = "SELECT * FROM complete_tasks($1, $2, $3, $4)";

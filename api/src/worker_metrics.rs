@@ -36,7 +36,7 @@ impl Default for WorkerMetrics {
         Self {
             claim_seconds: Histograms::new(
                 "constellation_worker_claim_seconds",
-                "Time of each claim statement, by result (tasks or empty).",
+                "Time of each statement that claims (a plain claim, or a batch's completion with the next claim), by result (tasks or empty).",
                 &["result"],
                 SECONDS_BUCKETS,
             ),

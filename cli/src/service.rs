@@ -427,20 +427,28 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
     let mut runners: HashMap<Uuid, Arc<TileRunner>> = HashMap::new();
     let started = Instant::now();
     let mut tiles_done = 0usize;
+    // The batch the last completion claimed with it (Queue::complete_and_claim): already in
+    // `in_flight`, so heartbeats extend its leases and an exit releases it.
+    let mut next: Vec<ClaimedTask> = Vec::new();
     let result: Result<()> = async {
         loop {
             if shared.draining.load(Ordering::SeqCst) {
                 break;
             }
-            let claim_started = Instant::now();
-            let claimed =
-                through_outage(me, "claim", &shared, || queue.claim(me, claim_batch, lease))
-                    .await?;
-            metrics.claim_seconds.observe(
-                &[if claimed.is_empty() { "empty" } else { "tasks" }],
-                claim_started.elapsed().as_secs_f64(),
-            );
-            metrics.claimed_tasks.add(&[], claimed.len() as f64);
+            let claimed = if next.is_empty() {
+                let claim_started = Instant::now();
+                let claimed =
+                    through_outage(me, "claim", &shared, || queue.claim(me, claim_batch, lease))
+                        .await?;
+                metrics.claim_seconds.observe(
+                    &[if claimed.is_empty() { "empty" } else { "tasks" }],
+                    claim_started.elapsed().as_secs_f64(),
+                );
+                metrics.claimed_tasks.add(&[], claimed.len() as f64);
+                claimed
+            } else {
+                std::mem::take(&mut next)
+            };
             if claimed.is_empty() {
                 if args.once
                     && through_outage(me, "backlog", &shared, || queue.backlog()).await? == 0
@@ -531,12 +539,35 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             if let Some(traced) = claimed.iter().find(|t| trace_id_of(t).is_some()) {
                 continue_trace(&span, traced);
             }
-            let accepted = {
-                use tracing::Instrument as _;
-                through_outage(me, "complete", &shared, || queue.complete(me, &done))
-                    .instrument(span)
-                    .await?
+            // The next batch is claimed in the same call (one round trip, one commit), unless
+            // the worker is draining. Should the reply be lost after the commit, the retry's
+            // completions are refused (fenced) and that claim's tasks return to the queue
+            // when their leases expire, as for a lost reply to a plain claim.
+            let claim_next = if shared.draining.load(Ordering::SeqCst) {
+                0
+            } else {
+                claim_batch
             };
+            let call_started = Instant::now();
+            let (accepted, claimed_next) = {
+                use tracing::Instrument as _;
+                through_outage(me, "complete", &shared, || {
+                    queue.complete_and_claim(me, &done, claim_next, lease)
+                })
+                .instrument(span)
+                .await?
+            };
+            if claim_next > 0 {
+                metrics.claim_seconds.observe(
+                    &[if claimed_next.is_empty() {
+                        "empty"
+                    } else {
+                        "tasks"
+                    }],
+                    call_started.elapsed().as_secs_f64(),
+                );
+                metrics.claimed_tasks.add(&[], claimed_next.len() as f64);
+            }
             tiles_done += accepted.len();
             count_tiles(&metrics, backend.name(), &claimed, &accepted, &runners);
             for task in claimed.iter().filter(|t| accepted.contains(&t.run.id)) {
@@ -580,6 +611,12 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                     s.remove(&t.run.id);
                 }
             }
+            // After the finished batch left `in_flight`: a task re-claimed under a new attempt
+            // keeps its id.
+            if let Ok(mut m) = shared.in_flight.lock() {
+                m.extend(claimed_next.iter().map(|t| (t.run.id, t.run)));
+            }
+            next = claimed_next;
             if runners.len() > 8 {
                 runners.clear();
             }

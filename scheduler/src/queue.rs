@@ -1,15 +1,17 @@
 //! The queue: submit, claim, heartbeat, complete, fail, reap, cancel — each one statement or
 //! one short transaction against PostgreSQL.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::{Result, SchedulerError};
+use crate::events::EVENT_CHANNEL;
 use crate::model::{
     footprint_wkb, ClaimedTask, FailOutcome, HeartbeatReply, JobSpec, JobState, JobStatus,
     ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
@@ -21,6 +23,7 @@ use crate::model::{
 const CLAIM_SQL: &str = "SELECT * FROM claim_tasks($1, $2, $3)";
 /// See [`CLAIM_SQL`]; public for tests that hold a completion's transaction open.
 pub const COMPLETE_SQL: &str = "SELECT * FROM complete_tasks($1, $2, $3, $4)";
+const COMPLETE_AND_CLAIM_SQL: &str = "SELECT * FROM complete_and_claim($1, $2, $3, $4, $5, $6)";
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
 const FINALIZE_SWEEP_SQL: &str = include_str!("../sql/finalize_sweep.sql");
@@ -57,11 +60,17 @@ impl Default for Backoff {
     }
 }
 
+/// The most often a [`Queue`] announces progress events on [`EVENT_CHANNEL`].
+const PROGRESS_ANNOUNCE_EVERY: Duration = Duration::from_millis(50);
+
 /// A handle on the queue (a connection pool; cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Queue {
     pool: PgPool,
     backoff: Backoff,
+    /// Shared by the clones: when progress was last announced, and whether an announcement
+    /// is already scheduled.
+    announced: Arc<Mutex<(Option<Instant>, bool)>>,
 }
 
 impl Queue {
@@ -89,6 +98,7 @@ impl Queue {
         Self {
             pool,
             backoff: Backoff::default(),
+            announced: Arc::default(),
         }
     }
 
@@ -221,38 +231,7 @@ impl Queue {
                 .await
         })
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind = TaskKind::parse(r.try_get("kind")?)?;
-                let tile = match r.try_get::<Option<i32>, _>("tile_index")? {
-                    Some(index) => Some((
-                        index,
-                        Window {
-                            x_px: r.try_get::<Option<i32>, _>("x_px")?.unwrap_or(0),
-                            y_px: r.try_get::<Option<i32>, _>("y_px")?.unwrap_or(0),
-                            width_px: r.try_get::<Option<i32>, _>("width_px")?.unwrap_or(0),
-                            height_px: r.try_get::<Option<i32>, _>("height_px")?.unwrap_or(0),
-                        },
-                    )),
-                    None => None,
-                };
-                Ok(ClaimedTask {
-                    run: TaskRef {
-                        id: r.try_get("id")?,
-                        attempt: r.try_get("attempt")?,
-                    },
-                    max_attempts: r.try_get("max_attempts")?,
-                    job_id: r.try_get("job_id")?,
-                    kind,
-                    tile,
-                    recipe: r.try_get("recipe")?,
-                    params: r.try_get("params")?,
-                    inputs: r.try_get("inputs")?,
-                    trace_context: r.try_get("trace_context")?,
-                    lease_expires_at: r.try_get("lease_expires_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(claimed_task).collect()
     }
 
     /// Complete runs of `worker` with their outputs, in one statement. Returns the task ids
@@ -264,9 +243,7 @@ impl Queue {
     /// should the recheck fail, the sweep in [`Queue::reap`] does it, so the completion still
     /// counts and its error is not returned.
     pub async fn complete(&self, worker: Uuid, done: &[(TaskRef, Value)]) -> Result<Vec<TaskId>> {
-        let ids: Vec<TaskId> = done.iter().map(|(r, _)| r.id).collect();
-        let attempts: Vec<i32> = done.iter().map(|(r, _)| r.attempt).collect();
-        let outputs: Vec<Value> = done.iter().map(|(_, o)| o.clone()).collect();
+        let (ids, attempts, outputs) = completion_arrays(done);
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).
         let rows: Vec<(Option<TaskId>, Option<Uuid>)> = retry_deadlock(|| async {
@@ -281,13 +258,112 @@ impl Queue {
         .await?;
         let mut accepted = Vec::with_capacity(rows.len());
         for (task, recheck) in rows {
-            accepted.extend(task);
-            if let Some(job) = recheck {
-                // Committed already: a failed recheck is left to the sweep (see above).
-                let _ = self.unblock_finalize(job).await;
-            }
+            self.accept(&mut accepted, task, recheck).await;
+        }
+        if !accepted.is_empty() {
+            self.announce_progress();
         }
         Ok(accepted)
+    }
+
+    /// Completes `done` like [`Queue::complete`], then claims up to `n` tasks like
+    /// [`Queue::claim`], in one statement and one transaction: a worker's loop pays one round
+    /// trip and one commit per batch instead of two (`complete_and_claim` in
+    /// `migrations/0006_complete_and_claim.sql`). A finalize task that the completion made
+    /// claimable can come back in the same call. Returns the accepted task ids and the
+    /// claimed tasks; `n = 0` only completes.
+    pub async fn complete_and_claim(
+        &self,
+        worker: Uuid,
+        done: &[(TaskRef, Value)],
+        n: i64,
+        lease: Duration,
+    ) -> Result<(Vec<TaskId>, Vec<ClaimedTask>)> {
+        let (ids, attempts, outputs) = completion_arrays(done);
+        // One statement: a detected deadlock rolled back the completion and the claim alike.
+        let rows = retry_deadlock(|| async {
+            sqlx::query(COMPLETE_AND_CLAIM_SQL)
+                .bind(worker)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&outputs)
+                .bind(n)
+                .bind(lease.as_secs_f64())
+                .fetch_all(&self.pool)
+                .await
+        })
+        .await?;
+        let (mut accepted, mut claimed) = (Vec::with_capacity(done.len()), Vec::new());
+        for r in &rows {
+            let task: Option<TaskId> = r.try_get("completed")?;
+            let recheck: Option<Uuid> = r.try_get("recheck_job")?;
+            if task.is_some() || recheck.is_some() {
+                self.accept(&mut accepted, task, recheck).await;
+            } else {
+                claimed.push(claimed_task(r)?);
+            }
+        }
+        if !accepted.is_empty() {
+            self.announce_progress();
+        }
+        Ok((accepted, claimed))
+    }
+
+    /// Tells event subscribers that progress events were committed: completions append them
+    /// without a NOTIFY of their own (`migrations/0007_progress_events_notify_debounced.sql`
+    /// says why). Announces at once when the last announcement is older than
+    /// [`PROGRESS_ANNOUNCE_EVERY`], else once when that time is up, covering every commit
+    /// before it; in the background either way. A lost announcement costs a subscriber its
+    /// polling interval.
+    fn announce_progress(&self) {
+        let now = Instant::now();
+        let delay = {
+            let Ok(mut state) = self.announced.lock() else {
+                return;
+            };
+            let (last, scheduled) = &mut *state;
+            if *scheduled {
+                return;
+            }
+            match *last {
+                Some(at) if now < at + PROGRESS_ANNOUNCE_EVERY => {
+                    *scheduled = true;
+                    Some(at + PROGRESS_ANNOUNCE_EVERY - now)
+                }
+                _ => {
+                    *last = Some(now);
+                    None
+                }
+            }
+        };
+        let (pool, announced) = (self.pool.clone(), Arc::clone(&self.announced));
+        tokio::spawn(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut state) = announced.lock() {
+                    *state = (Some(Instant::now()), false);
+                }
+            }
+            let _ = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(EVENT_CHANNEL)
+                .execute(&pool)
+                .await;
+        });
+    }
+
+    /// One row of a completion's result: an accepted task, or a job whose finalize task is
+    /// rechecked now that the completion committed (should the recheck fail, the sweep in
+    /// [`Queue::reap`] does it, so its error is not returned).
+    async fn accept(
+        &self,
+        accepted: &mut Vec<TaskId>,
+        task: Option<TaskId>,
+        recheck: Option<Uuid>,
+    ) {
+        accepted.extend(task);
+        if let Some(job) = recheck {
+            let _ = self.unblock_finalize(job).await;
+        }
     }
 
     /// Make `job`'s finalize task claimable if it is blocked and no tile task of the job is
@@ -590,6 +666,47 @@ impl Queue {
 
 /// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
 /// whole, so running it again does nothing twice), at most five times.
+/// The parallel arrays a completion statement takes: task ids, attempts, outputs.
+fn completion_arrays(done: &[(TaskRef, Value)]) -> (Vec<TaskId>, Vec<i32>, Vec<Value>) {
+    let ids = done.iter().map(|(r, _)| r.id).collect();
+    let attempts = done.iter().map(|(r, _)| r.attempt).collect();
+    let outputs = done.iter().map(|(_, o)| o.clone()).collect();
+    (ids, attempts, outputs)
+}
+
+/// A claimed task from a row of `claim_tasks` (or of `complete_and_claim`, which returns the
+/// same columns).
+fn claimed_task(r: &PgRow) -> Result<ClaimedTask> {
+    let kind = TaskKind::parse(r.try_get("kind")?)?;
+    let tile = match r.try_get::<Option<i32>, _>("tile_index")? {
+        Some(index) => Some((
+            index,
+            Window {
+                x_px: r.try_get::<Option<i32>, _>("x_px")?.unwrap_or(0),
+                y_px: r.try_get::<Option<i32>, _>("y_px")?.unwrap_or(0),
+                width_px: r.try_get::<Option<i32>, _>("width_px")?.unwrap_or(0),
+                height_px: r.try_get::<Option<i32>, _>("height_px")?.unwrap_or(0),
+            },
+        )),
+        None => None,
+    };
+    Ok(ClaimedTask {
+        run: TaskRef {
+            id: r.try_get("id")?,
+            attempt: r.try_get("attempt")?,
+        },
+        max_attempts: r.try_get("max_attempts")?,
+        job_id: r.try_get("job_id")?,
+        kind,
+        tile,
+        recipe: r.try_get("recipe")?,
+        params: r.try_get("params")?,
+        inputs: r.try_get("inputs")?,
+        trace_context: r.try_get("trace_context")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+    })
+}
+
 async fn retry_deadlock<T, F, Fut>(statement: F) -> std::result::Result<T, sqlx::Error>
 where
     F: Fn() -> Fut,

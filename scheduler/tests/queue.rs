@@ -29,14 +29,20 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
 
     let started = Instant::now();
     let mut handles = Vec::new();
-    for _ in 0..8 {
-        // Each claimer has a connection of its own.
-        let wq = db.queue(1).await;
+    for i in 0..8 {
+        // Each claimer has a connection of its own. Half of them complete a batch and claim
+        // the next in one call, as the worker does.
+        let (wq, combined) = (db.queue(1).await, i % 2 == 1);
         handles.push(tokio::spawn(async move {
             let worker = Uuid::new_v4();
             let mut accepted = Vec::new();
+            let mut next = Vec::new();
             loop {
-                let batch = wq.claim(worker, 16, LEASE).await.unwrap();
+                let batch = if next.is_empty() {
+                    wq.claim(worker, 16, LEASE).await.unwrap()
+                } else {
+                    std::mem::take(&mut next)
+                };
                 if batch.is_empty() {
                     let state = wq.job(job_id).await.unwrap().unwrap().state;
                     if state == JobState::Succeeded {
@@ -49,7 +55,16 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
                     .iter()
                     .map(|t| (t.run, json!({"tile": t.tile.map(|(i, _)| i)})))
                     .collect();
-                let ok = wq.complete(worker, &done).await.unwrap();
+                let ok = if combined {
+                    let (ok, claimed) = wq
+                        .complete_and_claim(worker, &done, 16, LEASE)
+                        .await
+                        .unwrap();
+                    next = claimed;
+                    ok
+                } else {
+                    wq.complete(worker, &done).await.unwrap()
+                };
                 assert_eq!(ok.len(), done.len(), "a fresh claim is completed in full");
                 // Completing the same runs again is refused.
                 assert!(wq.complete(worker, &done).await.unwrap().is_empty());
@@ -64,7 +79,7 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "8 claimers, batches of 16: {} tasks claimed + completed in {secs:.2} s ({:.0} tasks/s)",
+        "8 claimers (4 completing and claiming in one call), batches of 16: {} tasks claimed + completed in {secs:.2} s ({:.0} tasks/s)",
         all.len(),
         all.len() as f64 / secs
     );
@@ -403,6 +418,132 @@ async fn finalize_becomes_claimable_only_after_every_tile_succeeded() {
             JobState::Succeeded
         );
     }
+}
+
+#[tokio::test]
+async fn complete_and_claim_completes_then_claims_in_one_transaction() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let job_id = q.submit(&job(3, 0, 3)).await.unwrap();
+    let w = Uuid::new_v4();
+    let first = q.claim(w, 1, LEASE).await.unwrap();
+    assert_eq!(first[0].tile.unwrap().0, 0);
+
+    // The batch is completed, and the next tile claimed with the job's facts and its window.
+    let (ok, next) = q
+        .complete_and_claim(w, &[(first[0].run, json!("t0"))], 1, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ok, vec![first[0].run.id]);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].tile.unwrap().0, 1);
+    assert_eq!(next[0].tile.unwrap().1.x_px, 512);
+    assert_eq!((next[0].job_id, next[0].recipe.as_str()), (job_id, "ndvi"));
+    assert_eq!(next[0].run.attempt, 1);
+
+    // A completion that is refused (fenced: completed already) still lets the claim happen.
+    let (ok, last) = q
+        .complete_and_claim(w, &[(first[0].run, json!("again"))], 5, LEASE)
+        .await
+        .unwrap();
+    assert!(ok.is_empty(), "a completed run is not completed twice");
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].tile.unwrap().0, 2);
+
+    // Completing the last tiles unblocks the finalize task in the same transaction, so the
+    // claim that follows gets it.
+    let done = [(next[0].run, json!("t1")), (last[0].run, json!("t2"))];
+    let (ok, fin) = q.complete_and_claim(w, &done, 5, LEASE).await.unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(fin.len(), 1);
+    assert_eq!((fin[0].kind, fin[0].tile), (TaskKind::Finalize, None));
+    assert_eq!(events_of(&q, job_id, "finalize_queued").await, 1);
+
+    // n = 0 (a draining worker) only completes.
+    let other = q.submit(&job(1, 0, 3)).await.unwrap();
+    let (ok, none) = q
+        .complete_and_claim(w, &[(fin[0].run, json!({"cog": "out.tif"}))], 0, LEASE)
+        .await
+        .unwrap();
+    assert_eq!((ok, none.len()), (vec![fin[0].run.id], 0));
+    let status = q.job(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (status.state, status.tiles_succeeded),
+        (JobState::Succeeded, 3)
+    );
+    assert_eq!(
+        from_history(&q, job_id).await,
+        (0, Some(json!({"cog": "out.tif"})))
+    );
+    assert_eq!(count(&q, "SELECT count(*) FROM task_history").await, 4);
+    assert_eq!(
+        q.job(other).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "nothing of the other job was claimed"
+    );
+
+    // An empty completion only claims.
+    let (ok, claimed) = q.complete_and_claim(w, &[], 5, LEASE).await.unwrap();
+    assert!(ok.is_empty());
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job_id, other);
+}
+
+#[tokio::test]
+async fn progress_is_announced_after_the_commit_and_debounced() {
+    let db = TestDb::new().await;
+    let q = db.queue(4).await;
+    let job_id = q.submit(&job(40, 0, 1)).await.unwrap();
+    let w = Uuid::new_v4();
+    let tiles = q.claim(w, 40, LEASE).await.unwrap();
+    let bus = PgEventBus::new(q.pool().clone());
+    let after = bus.read(0, None, 100).await.unwrap().last().unwrap().seq;
+    let mut sub = bus.subscribe(after, None).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(q.pool())
+        .await
+        .unwrap();
+    listener.listen(scheduler::EVENT_CHANNEL).await.unwrap();
+
+    // A subscriber waiting far longer than any test is woken by a tile's progress: only an
+    // announcement can end its wait.
+    q.complete(w, &[(tiles[0].run, json!(null))]).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(20), sub.next(Duration::from_secs(600)))
+        .await
+        .expect("the progress event was announced")
+        .unwrap();
+    assert_eq!(woke.len(), 1);
+    assert_eq!(
+        (woke[0].kind.as_str(), woke[0].job_id),
+        ("progress", Some(job_id))
+    );
+
+    // Completions in quick succession: each commits its event, and the announcements are
+    // fewer than the completions (one at once, then at most one per 50 ms) while the last
+    // one still comes after the last commit.
+    let started = Instant::now();
+    for t in &tiles[1..] {
+        q.complete(w, &[(t.run, json!(null))]).await.unwrap();
+    }
+    let busy = started.elapsed();
+    let mut progress = Vec::new();
+    while progress.len() < 39 {
+        let events =
+            tokio::time::timeout(Duration::from_secs(20), sub.next(Duration::from_secs(600)))
+                .await
+                .expect("every progress event is announced")
+                .unwrap();
+        progress.extend(events.into_iter().filter(|e| e.kind == "progress"));
+    }
+    let mut notifications = 0u32;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {
+        notifications += 1;
+    }
+    // One per 50 ms window the completions spanned, plus the first and the trailing one.
+    let most = 2 + (busy.as_millis() / 50) as u32 + 1;
+    assert!(
+        (1..=most).contains(&notifications) && notifications < 40,
+        "{notifications} announcements for 40 completions in {busy:?}"
+    );
 }
 
 #[tokio::test]

@@ -39,8 +39,8 @@ ORDER = [
 ]
 
 
-# What each system does per task: facts from each system's code (Constellation's claim_tasks
-# and complete_tasks in scheduler/migrations/0004_claim_complete_functions.sql; the peers'
+# What each system does per task: facts from each system's code (Constellation's claim_tasks,
+# complete_tasks and complete_and_claim in scheduler/migrations/0004 to 0007; the peers'
 # statements as installed), which explain the tables above; the numbers themselves are only
 # in the tables.
 WHY = [
@@ -55,10 +55,14 @@ WHY = [
     "locks the runs in id order, deletes them from `task`, inserts them into `task_history` "
     "with their outputs, adds their count to its backend's shard of the job's progress "
     "(`job_progress`, one of 64 rows per job, so concurrent completions of one job update "
-    "different rows), unblocks the finalize task when no other tile row of the job is left "
-    "(with a `FOR KEY SHARE SKIP LOCKED` probe, and a short recheck after the commit when "
-    "the job's last tiles complete concurrently) and appends a `progress` event. Both are "
-    "fenced on (task, attempt, worker). Tile completions do not lock the job row.",
+    "different rows), probes for the job's other tile rows (`FOR KEY SHARE SKIP LOCKED`) and "
+    "appends a `progress` event; unblocking the finalize task after a job's last tile and "
+    "ending the job after its finalize task run as further statements only then. A worker "
+    "completes a batch and claims its next in one call (`complete_and_claim`: one round trip "
+    "and one commit per batch), so its claim latency is that call's time, completion included. "
+    "Progress events are announced by the completing process at most every 50 ms rather than "
+    "by a NOTIFY per commit. Everything is fenced on (task, attempt, worker); tile completions "
+    "do not lock the job row.",
     "- **graphile_worker**: `get_job` locks one available job (`SKIP LOCKED`) and updates its "
     "attempts and lock owner; `complete_job` deletes it. The local queue fetches a batch with "
     "the same statement and deletes completions in batches (`complete_job_batch_delay`).",
@@ -68,13 +72,13 @@ WHY = [
     "and queueing lock) and marks it `doing`; `procrastinate_finish_job_v1` updates its status; "
     "triggers append status events.",
     "",
-    "So at batch 1 Constellation does more work per task than graphile_worker: both issue "
-    "two statements (two commits) per task, but Constellation's each write several tables "
-    "(claim: task, and the job on its first claim; completion: task, task_history, "
-    "job_progress, event) and read the job and tile rows, where graphile_worker's write one "
-    "row. That per-task work, not a shared row, is what limits batch 1 here; the diagnostic "
-    "below runs the same claims and completions with one tile per job (one finalize task per "
-    "tile as well).",
+    "So at batch 1 Constellation does more work per task than graphile_worker (its "
+    "statements write several tables: task, task_history, job_progress, event, and read the "
+    "job and tile rows, where graphile_worker's write one row) in fewer round trips and "
+    "commits (one per task against graphile_worker's two). Which of the two weighs more "
+    "depends on how many workers share the cores and the WAL flushes; the diagnostic below "
+    "runs the same claims and completions with one tile per job (one finalize task per tile "
+    "as well).",
     "",
     "A long transaction keeps every dead row version of every system (claims and completions "
     "all leave some) from being pruned or vacuumed while it is open; the table below gives "
@@ -244,7 +248,9 @@ def markdown(doc: dict) -> str:
     )
     out.append(
         "- **Claim latency** is the time of each fetch call as the worker makes it "
-        "(Constellation: `Queue::claim`; graphile_worker: its `get_job`/`batch_get_jobs` "
+        "(Constellation: `Queue::complete_and_claim`, which completes the previous batch in "
+        "the same statement, or `Queue::claim` for a worker's first batch; graphile_worker: its "
+        "`get_job`/`batch_get_jobs` "
         "statement; PgQueuer: `Queries.dequeue`; Procrastinate: `JobManager.fetch_job`), "
         "counting only fetches that returned work. With batch 64 one claim brings up to 64 "
         "tasks, so its latency is per batch."

@@ -140,6 +140,27 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
                     });
                 });
         }
+        // Sentinel-2 classes all below 32 (every SCL class is): the set fits one u32, and
+        // the test becomes a variable shift, which vectorizes. Same result as `is_masked`:
+        // NaN, negative and > 255 codes are masked; 32..=255 are in no such set.
+        MaskRule::Scl { classes }
+            if classes[1..].iter().all(|&w| w == 0) && classes[0] >> 32 == 0 =>
+        {
+            let set = classes[0] as u32;
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    with_avx2(|| {
+                        for (d, &q) in d.iter_mut().zip(q) {
+                            // Saturating: codes of 2^31 and more stay above 255.
+                            let code = q as i32 as u32;
+                            let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
+                            let masked = q.is_nan() | (q < 0.0) | (code > 255) | listed;
+                            *d = if masked { f32::NAN } else { *d };
+                        }
+                    });
+                });
+        }
         MaskRule::Scl { .. } | MaskRule::LandsatBqaLegacy => {
             data.par_chunks_mut(PIXELS_PER_TASK)
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
@@ -191,6 +212,45 @@ mod tests {
         }
         for c in [2u8, 4, 5, 6, 7, 11] {
             assert!(!rule.is_masked(f32::from(c)), "class {c}");
+        }
+    }
+
+    #[test]
+    fn apply_mask_agrees_with_is_masked_for_every_rule() {
+        // Codes of every class and beyond, fractions, negatives, NaN and huge values.
+        let mut qa: Vec<f32> = (0..70_000).map(|c| c as f32).collect();
+        qa.extend([
+            -0.0,
+            -1.0,
+            -300.0,
+            0.5,
+            1.5,
+            31.9,
+            32.0,
+            255.5,
+            256.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -3e9,
+            // Codes of 2^31 and more (no quality band has them) read as i32::MAX in the
+            // vectorized Landsat loop; every Sentinel-2 path masks them (> 255).
+            2_147_483_520.0,
+        ]);
+        let rules = [
+            MaskRule::scl_default(),
+            MaskRule::scl_classes(&[3, 31]),
+            MaskRule::scl_classes(&[3, 40, 200]),
+            MaskRule::landsat_default(),
+            MaskRule::LandsatQa { bits: 0 },
+            MaskRule::LandsatBqaLegacy,
+        ];
+        for rule in &rules {
+            let mut data = vec![1.0f32; qa.len()];
+            apply_mask(&mut data, &qa, rule).expect("same lengths");
+            for (&q, &d) in qa.iter().zip(&data) {
+                assert_eq!(d.is_nan(), rule.is_masked(q), "{rule:?} at {q}");
+            }
         }
     }
 

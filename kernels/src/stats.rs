@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::KernelError;
 use crate::plane::PIXELS_PER_TASK;
+use crate::simd::with_avx2;
 
 /// Summary statistics of the valid (non-nodata) pixels.
 ///
@@ -79,31 +80,52 @@ impl Stats {
     }
 
     fn of_chunk(data: &[f32]) -> Self {
-        // Two passes over a cache-sized chunk: exact enough in f64 and easy to vectorize.
-        let mut count = 0u64;
-        let mut sum = 0.0f64;
-        let mut min = f32::INFINITY;
-        let mut max = f32::NEG_INFINITY;
-        for &v in data {
-            if !v.is_nan() {
-                count += 1;
-                sum += f64::from(v);
-                min = min.min(v);
-                max = max.max(v);
+        // Two passes over a cache-sized chunk, each in eight independent lanes (a NaN adds
+        // nothing to its lane), so both loops vectorize; the lanes are combined at the end.
+        const LANES: usize = 8;
+        let (lanes, rest) = data.split_at(data.len() - data.len() % LANES);
+        let (mut count, mut sum) = ([0u64; LANES], [0.0f64; LANES]);
+        let (mut min, mut max) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+        with_avx2(|| {
+            for c in lanes.chunks_exact(LANES) {
+                for i in 0..LANES {
+                    let v = c[i];
+                    let valid = !v.is_nan();
+                    count[i] += u64::from(valid);
+                    sum[i] += if valid { f64::from(v) } else { 0.0 };
+                    // Comparisons with NaN are false: a NaN leaves both as they are.
+                    min[i] = if v < min[i] { v } else { min[i] };
+                    max[i] = if v > max[i] { v } else { max[i] };
+                }
             }
+        });
+        for &v in rest.iter().filter(|v| !v.is_nan()) {
+            count[0] += 1;
+            sum[0] += f64::from(v);
+            min[0] = min[0].min(v);
+            max[0] = max[0].max(v);
         }
+        let count: u64 = count.iter().sum();
         if count == 0 {
             return Self::EMPTY;
         }
-        let mean = sum / count as f64;
-        let m2 = data
-            .iter()
-            .filter(|v| !v.is_nan())
-            .map(|&v| {
-                let d = f64::from(v) - mean;
-                d * d
-            })
-            .sum();
+        let mean = sum.iter().sum::<f64>() / count as f64;
+        let min = min.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut m2 = [0.0f64; LANES];
+        with_avx2(|| {
+            for c in lanes.chunks_exact(LANES) {
+                for i in 0..LANES {
+                    let d = f64::from(c[i]) - mean;
+                    m2[i] += if c[i].is_nan() { 0.0 } else { d * d };
+                }
+            }
+        });
+        for &v in rest.iter().filter(|v| !v.is_nan()) {
+            let d = f64::from(v) - mean;
+            m2[0] += d * d;
+        }
+        let m2 = m2.iter().sum();
         Self {
             count,
             min: f64::from(min),

@@ -97,7 +97,8 @@ impl Encoder {
 /// bytes, then their second …), then every byte replaced by its difference from the one before.
 /// `NaN` is written as `nodata`.
 pub fn predict_float_rows(data: &[f32], width_px: usize, nodata: f32, out: &mut Vec<u8>) {
-    out.clear();
+    // Every byte is written below: only a change of length touches the buffer here (an
+    // encoder's blocks all have one size, so it is zeroed once, not per block).
     out.resize(data.len() * 4, 0);
     if width_px == 0 {
         return;

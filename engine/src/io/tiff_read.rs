@@ -5,6 +5,7 @@
 //! few blocks windows cover in part. Any other layout is left to GDAL ([`TiffBand::open`] says
 //! `None`), and so is any block it cannot place ([`TiffBand::read`] says `false`).
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -328,9 +329,29 @@ impl TiffBand {
             return Err(bad("output buffer does not match the window"));
         }
         let nd = nodata.map_or(f32::NAN, |v| v as f32);
+        // The buffers (and the inflater) of this thread's earlier reads: growing them zeroes
+        // only the new part, where fresh ones were zeroed whole on every read.
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.read_blocks(clip, nd, out, &mut scratch),
+            Err(_) => self.read_blocks(clip, nd, out, &mut Scratch::default()),
+        })
+    }
+
+    /// [`TiffBand::read`] once the window is checked, with `nd` the nodata value as `f32`.
+    fn read_blocks(
+        &self,
+        clip: Window,
+        nd: f32,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> io::Result<bool> {
+        let (x0, y0) = (clip.x_px as usize, clip.y_px as usize);
+        let (x1, y1) = (x0 + clip.width_px, y0 + clip.height_px);
         let (bw, bh) = (self.block_width_px, self.block_height_px);
         let row_bytes = bw * self.stride * self.sample.bytes();
-        let mut scratch = Scratch::default();
         for by in y0 / bh..y1.div_ceil(bh).min(self.blocks_down) {
             for bx in x0 / bw..x1.div_ceil(bw).min(self.blocks_across) {
                 let index = self.first_block + by * self.blocks_across + bx;
@@ -343,7 +364,7 @@ impl TiffBand {
                 let (cx0, cx1) = (x0.max(bx0), x1.min(bx0 + cols));
                 let (cy0, cy1) = (y0.max(by0), y1.min(by0 + rows));
                 if cx0 == bx0 && cx1 == bx0 + cols && cy0 == by0 && cy1 == by0 + rows {
-                    if !self.decode_block(index, rows, &mut scratch)? {
+                    if !self.decode_block(index, rows, scratch)? {
                         return Ok(false);
                     }
                     for y in cy0..cy1 {
@@ -353,7 +374,7 @@ impl TiffBand {
                     }
                     continue;
                 }
-                let Some(values) = self.cached(index, rows, cols, nd, &mut scratch)? else {
+                let Some(values) = self.cached(index, rows, cols, nd, scratch)? else {
                     return Ok(false);
                 };
                 for y in cy0..cy1 {

@@ -124,48 +124,56 @@ pub fn cloud_mask(qa: &[f32], rule: &MaskRule, out: &mut [f32]) -> Result<(), Ke
 pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), KernelError> {
     check_len("apply_mask", qa.len(), data.len())?;
     match rule {
-        // The common Landsat case as straight integer arithmetic, which vectorizes. Branch-free:
-        // NaN and negative codes are masked.
+        // The common Landsat case as straight integer arithmetic, which vectorizes.
         MaskRule::LandsatQa { bits } => {
             let bits = u32::from(*bits);
-            mask_where(data, qa, |q| {
-                q.is_nan() | (q < 0.0) | ((q as i32 as u32) & bits != 0)
-            });
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    with_avx2(|| {
+                        for (d, &q) in d.iter_mut().zip(q) {
+                            // Branch-free so it vectorizes: NaN and negative codes are masked.
+                            let code = q as i32 as u32;
+                            let masked = q.is_nan() | (q < 0.0) | (code & bits != 0);
+                            *d = if masked { f32::NAN } else { *d };
+                        }
+                    });
+                });
         }
-        // Sentinel-2 classes all below 32 (every SCL class is): the set fits one u32, and the
-        // test becomes a variable shift, which vectorizes. Same result as `is_masked`: NaN,
-        // negative and > 255 codes are masked; 32..=255 are in no such set.
+        // Sentinel-2 classes all below 32 (every SCL class is): the set fits one u32, and
+        // the test becomes a variable shift, which vectorizes. Same result as `is_masked`:
+        // NaN, negative and > 255 codes are masked; 32..=255 are in no such set.
         MaskRule::Scl { classes }
             if classes[1..].iter().all(|&w| w == 0) && classes[0] >> 32 == 0 =>
         {
             let set = classes[0] as u32;
-            mask_where(data, qa, |q| {
-                // Saturating: codes of 2^31 and more stay above 255.
-                let code = q as i32 as u32;
-                let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
-                q.is_nan() | (q < 0.0) | (code > 255) | listed
-            });
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    with_avx2(|| {
+                        for (d, &q) in d.iter_mut().zip(q) {
+                            // Saturating: codes of 2^31 and more stay above 255.
+                            let code = q as i32 as u32;
+                            let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
+                            let masked = q.is_nan() | (q < 0.0) | (code > 255) | listed;
+                            *d = if masked { f32::NAN } else { *d };
+                        }
+                    });
+                });
         }
         MaskRule::Scl { .. } | MaskRule::LandsatBqaLegacy => {
-            mask_where(data, qa, |q| rule.is_masked(q));
+            data.par_chunks_mut(PIXELS_PER_TASK)
+                .zip(qa.par_chunks(PIXELS_PER_TASK))
+                .for_each(|(d, q)| {
+                    for (d, &q) in d.iter_mut().zip(q) {
+                        if rule.is_masked(q) {
+                            *d = f32::NAN;
+                        }
+                    }
+                });
         }
     }
     Ok(())
-}
-
-/// Sets `data` to NaN where `masked` says so of the quality value beside it, in chunks on the
-/// pool, each in an AVX2 build where the CPU has it (`masked` is inlined into it).
-#[inline(always)]
-fn mask_where(data: &mut [f32], qa: &[f32], masked: impl Fn(f32) -> bool + Sync) {
-    data.par_chunks_mut(PIXELS_PER_TASK)
-        .zip(qa.par_chunks(PIXELS_PER_TASK))
-        .for_each(|(d, q)| {
-            with_avx2(|| {
-                for (d, &q) in d.iter_mut().zip(q) {
-                    *d = if masked(q) { f32::NAN } else { *d };
-                }
-            });
-        });
 }
 
 #[cfg(test)]

@@ -664,8 +664,6 @@ impl Queue {
     }
 }
 
-/// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
-/// whole, so running it again does nothing twice), at most five times.
 /// The parallel arrays a completion statement takes: task ids, attempts, outputs.
 fn completion_arrays(done: &[(TaskRef, Value)]) -> (Vec<TaskId>, Vec<i32>, Vec<Value>) {
     let ids = done.iter().map(|(r, _)| r.id).collect();
@@ -707,6 +705,8 @@ fn claimed_task(r: &PgRow) -> Result<ClaimedTask> {
     })
 }
 
+/// Runs one statement until it is not a deadlock victim (PostgreSQL rolled the victim back
+/// whole, so running it again does nothing twice), at most five times.
 async fn retry_deadlock<T, F, Fut>(statement: F) -> std::result::Result<T, sqlx::Error>
 where
     F: Fn() -> Fut,

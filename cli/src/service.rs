@@ -440,11 +440,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 let claimed =
                     through_outage(me, "claim", &shared, || queue.claim(me, claim_batch, lease))
                         .await?;
-                metrics.claim_seconds.observe(
-                    &[if claimed.is_empty() { "empty" } else { "tasks" }],
-                    claim_started.elapsed().as_secs_f64(),
-                );
-                metrics.claimed_tasks.add(&[], claimed.len() as f64);
+                record_claim(&metrics, claim_started, &claimed);
                 claimed
             } else {
                 std::mem::take(&mut next)
@@ -558,15 +554,7 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
                 .await?
             };
             if claim_next > 0 {
-                metrics.claim_seconds.observe(
-                    &[if claimed_next.is_empty() {
-                        "empty"
-                    } else {
-                        "tasks"
-                    }],
-                    call_started.elapsed().as_secs_f64(),
-                );
-                metrics.claimed_tasks.add(&[], claimed_next.len() as f64);
+                record_claim(&metrics, call_started, &claimed_next);
             }
             tiles_done += accepted.len();
             count_tiles(&metrics, backend.name(), &claimed, &accepted, &runners);
@@ -696,6 +684,19 @@ where
 }
 
 /// `tile N`, or `finalize`, for logs.
+/// Counts a statement that claimed (started at `started`) and the tasks it brought.
+fn record_claim(
+    metrics: &api::worker_metrics::WorkerMetrics,
+    started: Instant,
+    claimed: &[ClaimedTask],
+) {
+    metrics.claim_seconds.observe(
+        &[if claimed.is_empty() { "empty" } else { "tasks" }],
+        started.elapsed().as_secs_f64(),
+    );
+    metrics.claimed_tasks.add(&[], claimed.len() as f64);
+}
+
 fn tile_label(task: &ClaimedTask) -> String {
     task.tile
         .map_or("finalize".to_string(), |(i, _)| format!("tile {i}"))

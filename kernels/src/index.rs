@@ -17,12 +17,16 @@ pub(crate) fn finite_or_nodata(v: f32) -> f32 {
 }
 
 /// Applies `f` pixel by pixel over two equally long inputs, in parallel chunks.
+///
+/// `f` is `Copy` and copied into each chunk's loop: a parameter it captured (SAVI's `L`)
+/// is then a register, where read through the closure's reference it was loaded again for
+/// every pixel (the store to `out` might have changed it), which kept the loop scalar.
 pub(crate) fn map2(
     what: &'static str,
     a: &[f32],
     b: &[f32],
     out: &mut [f32],
-    f: impl Fn(f32, f32) -> f32 + Sync,
+    f: impl Fn(f32, f32) -> f32 + Sync + Copy,
 ) -> Result<(), KernelError> {
     check_len(what, a.len(), b.len())?;
     check_len(what, a.len(), out.len())?;
@@ -31,6 +35,7 @@ pub(crate) fn map2(
         .zip(b.par_chunks(PIXELS_PER_TASK))
         .for_each(|((o, a), b)| {
             with_avx2(|| {
+                let f = f;
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
                     *o = f(a, b);
                 }
@@ -39,14 +44,15 @@ pub(crate) fn map2(
     Ok(())
 }
 
-/// Applies `f` pixel by pixel over three equally long inputs, in parallel chunks.
+/// Applies `f` pixel by pixel over three equally long inputs, in parallel chunks; `f` is
+/// copied into each chunk's loop as in [`map2`].
 pub(crate) fn map3(
     what: &'static str,
     a: &[f32],
     b: &[f32],
     c: &[f32],
     out: &mut [f32],
-    f: impl Fn(f32, f32, f32) -> f32 + Sync,
+    f: impl Fn(f32, f32, f32) -> f32 + Sync + Copy,
 ) -> Result<(), KernelError> {
     check_len(what, a.len(), b.len())?;
     check_len(what, a.len(), c.len())?;
@@ -57,6 +63,7 @@ pub(crate) fn map3(
         .zip(c.par_chunks(PIXELS_PER_TASK))
         .for_each(|(((o, a), b), c)| {
             with_avx2(|| {
+                let f = f;
                 for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
                     *o = f(a, b, c);
                 }
@@ -134,7 +141,7 @@ pub fn savi(nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<(), Ker
             reason: format!("must be a finite number ≥ 0, got {l}"),
         });
     }
-    map2("savi", nir, red, out, |nir, red| {
+    map2("savi", nir, red, out, move |nir, red| {
         finite_or_nodata((1.0 + l) * (nir - red) / (nir + red + l))
     })
 }

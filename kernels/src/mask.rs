@@ -91,7 +91,7 @@ impl MaskRule {
         if qa.is_nan() || qa < 0.0 {
             return true;
         }
-        let code = qa as u32;
+        let code = qa_code(qa);
         match self {
             Self::LandsatQa { bits } => code & u32::from(*bits) != 0,
             Self::Scl { classes } => {
@@ -104,6 +104,28 @@ impl MaskRule {
                     || (code >> 12) & 3 == 3
             }
         }
+    }
+}
+
+/// `qa as u32` (truncating; NaN and negatives give 0, values of 2³² and more `u32::MAX`) in
+/// operations that vectorize: the saturating cast itself is scalarized by LLVM, eight
+/// conversions with their range fix-ups for every eight pixels. Below 2²³ the integer part
+/// is read out of the mantissa of `floor(q) + 2²³`; from 2²³ on every value is an integer,
+/// its mantissa shifted by the exponent.
+#[inline(always)]
+fn qa_code(qa: f32) -> u32 {
+    const TWO_23: f32 = 8_388_608.0;
+    const MANTISSA: u32 = 0x7f_ffff;
+    let t = qa.max(0.0);
+    let small = (t.floor() + TWO_23).to_bits() & MANTISSA;
+    let bits = t.to_bits();
+    let large = ((bits & MANTISSA) | (MANTISSA + 1)).wrapping_shl((bits >> 23).wrapping_sub(150));
+    if t < TWO_23 {
+        small
+    } else if t < 4_294_967_296.0 {
+        large
+    } else {
+        u32::MAX
     }
 }
 
@@ -131,10 +153,11 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
                     with_avx2(|| {
+                        // A copy, so the loop holds it in a register (see `index::map2`).
+                        let bits = bits;
                         for (d, &q) in d.iter_mut().zip(q) {
                             // Branch-free so it vectorizes: NaN and negative codes are masked.
-                            let code = q as i32 as u32;
-                            let masked = q.is_nan() | (q < 0.0) | (code & bits != 0);
+                            let masked = q.is_nan() | (q < 0.0) | (qa_code(q) & bits != 0);
                             *d = if masked { f32::NAN } else { *d };
                         }
                     });
@@ -151,9 +174,9 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
                     with_avx2(|| {
+                        let set = set;
                         for (d, &q) in d.iter_mut().zip(q) {
-                            // Saturating: codes of 2^31 and more stay above 255.
-                            let code = q as i32 as u32;
+                            let code = qa_code(q);
                             let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
                             let masked = q.is_nan() | (q < 0.0) | (code > 255) | listed;
                             *d = if masked { f32::NAN } else { *d };
@@ -233,9 +256,14 @@ mod tests {
             f32::INFINITY,
             f32::NEG_INFINITY,
             -3e9,
-            // Codes of 2^31 and more (no quality band has them) read as i32::MAX in the
-            // vectorized Landsat loop; every Sentinel-2 path masks them (> 255).
+            8_388_607.5,
+            8_388_608.0,
+            16_777_218.0,
             2_147_483_520.0,
+            2_147_483_648.0,
+            4_294_967_040.0,
+            4_294_967_296.0,
+            1e30,
         ]);
         let rules = [
             MaskRule::scl_default(),
@@ -251,6 +279,27 @@ mod tests {
             for (&q, &d) in qa.iter().zip(&data) {
                 assert_eq!(d.is_nan(), rule.is_masked(q), "{rule:?} at {q}");
             }
+        }
+    }
+
+    #[test]
+    fn qa_code_is_the_saturating_cast() {
+        // Every 251st bit pattern of both signs (NaN included), and the edges.
+        let edges = [
+            0.0,
+            -0.0,
+            0.5,
+            8_388_607.5,
+            8_388_608.0,
+            4_294_967_040.0,
+            4_294_967_296.0,
+        ];
+        let sampled = (0..=u32::MAX / 251).map(|i| f32::from_bits(i * 251));
+        for q in sampled
+            .chain(edges)
+            .chain([f32::INFINITY, f32::NEG_INFINITY, f32::NAN])
+        {
+            assert_eq!(qa_code(q), q as u32, "{q:e} ({:#x})", q.to_bits());
         }
     }
 

@@ -4,23 +4,14 @@
 // - scl: masked when class c has bit c % 32 set in p.words[c / 32], or c > 255;
 // - bqa_legacy: designated fill (bit 0), cloud (bit 4), or bits 14–15 or 12–13 equal to 3.
 // Nodata or negative quality values are always masked. Float-to-integer conversions saturate
-// as Rust's `as` does (checked here, not left to the hardware, since a C++ conversion of an
-// out-of-range value is undefined): landsat_qa like `q as i32 as u32`, the others like
-// `q as u32`.
+// as Rust's `q as u32` does (checked here, not left to the hardware, since a C++ conversion
+// of an out-of-range value is undefined).
 
 // The shared layout and helpers (Params, nodata, the grid-stride loop) come from common.cuh,
 // which the backend puts in front of this file.
 
 __device__ __forceinline__ bool is_invalid_code(float q) {
     return is_nodata(q) || q < 0.0f;
-}
-
-// `q as i32 as u32` for q ≥ 0 (not nodata): truncation, saturating at i32::MAX.
-__device__ __forceinline__ unsigned int code_via_i32(float q) {
-    if (q >= 2147483648.0f) {
-        return 0x7fffffffu;
-    }
-    return (unsigned int)(int)q;
 }
 
 // `q as u32` for q ≥ 0 (not nodata): truncation, saturating at u32::MAX.
@@ -32,7 +23,7 @@ __device__ __forceinline__ unsigned int code_via_u32(float q) {
 }
 
 __device__ __forceinline__ bool landsat_qa_masked(float q, Params p) {
-    return is_invalid_code(q) || (code_via_i32(q) & p.u0) != 0u;
+    return is_invalid_code(q) || (code_via_u32(q) & p.u0) != 0u;
 }
 
 __device__ __forceinline__ bool scl_masked(float q, Params p) {

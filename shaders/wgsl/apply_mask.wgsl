@@ -4,21 +4,13 @@
 // - scl: masked when class c has bit c % 32 set in word c / 32 of params.words, or c > 255;
 // - bqa_legacy: designated fill (bit 0), cloud (bit 4), or bits 14–15 or 12–13 equal to 3.
 // Nodata or negative quality values are always masked. Float-to-integer conversions saturate
-// as Rust's `as` does: landsat_qa like `q as i32 as u32`, the others like `q as u32`.
+// as Rust's `q as u32` does.
 
 // The shared layout and helpers (Params, bindings, nodata, rounding) come from common.wgsl,
 // which the backend puts in front of this file.
 
 fn is_invalid_code(q: f32) -> bool {
     return is_nodata(q) || q < 0.0;
-}
-
-// `q as i32 as u32` for q ≥ 0.
-fn code_via_i32(q: f32) -> u32 {
-    if q >= 2147483648.0 {
-        return 0x7fffffffu;
-    }
-    return u32(i32(q));
 }
 
 // `q as u32` for q ≥ 0.
@@ -46,7 +38,7 @@ fn landsat_qa(
     let q = src[params.n + i];
     var masked = is_invalid_code(q);
     if !masked {
-        masked = (code_via_i32(q) & params.u0) != 0u;
+        masked = (code_via_u32(q) & params.u0) != 0u;
     }
     write(i, masked);
 }

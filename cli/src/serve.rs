@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use engine::backend::BackendKind;
+use scheduler::cluster::{PrivateCluster, StopMode};
 use scheduler::Queue;
 
 use crate::service::{self, BusArgs, DbArgs, WorkerArgs};
@@ -286,140 +286,31 @@ fn submit_demo(queue: &Queue, data_dir: &Path) {
     }
 }
 
-/// A PostgreSQL cluster of our own: initdb'd on first use, started with `pg_ctl`, listening
-/// only on a Unix socket in its folder, stopped when dropped.
+/// The private PostgreSQL of `constellation up`: started in its folder, stopped (fast) when
+/// dropped.
 #[derive(Debug)]
 struct PrivatePostgres {
     dir: PathBuf,
-    bin: PathBuf,
-    /// Run the server as this user (initdb refuses root).
-    user: Option<String>,
+    cluster: PrivateCluster,
 }
 
 impl PrivatePostgres {
-    fn find_bin() -> Result<PathBuf> {
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return Ok(dir);
-            }
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
-            .unwrap_or_default();
-        found.sort();
-        found
-            .into_iter()
-            .rev()
-            .find(|d| d.join("initdb").is_file())
-            .context("no PostgreSQL server binaries found (install postgresql and postgis, or set DATABASE_URL)")
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        match &self.user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(path);
-                c
-            }
-            None => Command::new(path),
-        }
-    }
-
     fn start(dir: &Path) -> Result<Self> {
-        let bin = Self::find_bin()?;
-        // Whether this runs as root (the effective uid, from /proc).
-        let is_root = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-            })
-            .unwrap_or(false);
-        let pg = Self {
+        let cluster = PrivateCluster::init(dir)?;
+        cluster.start(&[])?;
+        Ok(Self {
             dir: dir.to_path_buf(),
-            bin,
-            user: is_root.then(|| "postgres".to_string()),
-        };
-        std::fs::create_dir_all(pg.dir.join("run"))
-            .with_context(|| format!("cannot create {}", pg.dir.display()))?;
-        if let Some(user) = &pg.user {
-            let status = Command::new("chown")
-                .args(["-R", &format!("{user}:")])
-                .arg(&pg.dir)
-                .status()
-                .context("cannot run chown")?;
-            if !status.success() {
-                bail!("cannot hand {} to the {user} user", pg.dir.display());
-            }
-        }
-        let data = pg.dir.join("data");
-        if !data.join("PG_VERSION").is_file() {
-            let out = pg
-                .command("initdb")
-                .args(["-D"])
-                .arg(&data)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ])
-                .output()
-                .context("cannot run initdb")?;
-            if !out.status.success() {
-                bail!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                        .trim()
-                        .replace('\n', " ")
-                );
-            }
-        }
-        let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}'",
-            pg.dir.join("run").display()
-        );
-        let out = pg
-            .command("pg_ctl")
-            .args(["-D"])
-            .arg(&data)
-            .args(["-l"])
-            .arg(pg.dir.join("server.log"))
-            .args(["-o", &options, "-w", "start"])
-            .output()
-            .context("cannot run pg_ctl")?;
-        if !out.status.success() {
-            bail!(
-                "the private PostgreSQL did not start (see {}): {}",
-                pg.dir.join("server.log").display(),
-                String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .replace('\n', " ")
-            );
-        }
-        Ok(pg)
+            cluster,
+        })
     }
 
     fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.dir.join("run").display()
-        )
+        self.cluster.url()
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D"])
-            .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
+        let _ = self.cluster.stop(StopMode::Fast);
     }
 }

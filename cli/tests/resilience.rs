@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use scheduler::cluster::{PrivateCluster, StopMode};
 use scheduler::{EventBus, JobState, PgEventBus, Queue, TaskInfo, TaskKind, TaskState};
 use uuid::Uuid;
 
@@ -386,135 +387,47 @@ async fn a_worker_killed_mid_batch_has_its_tasks_rerun_after_the_lease() {
 
 /// A PostgreSQL cluster of the test's own in a temporary folder, listening only on a Unix
 /// socket there, so it can be stopped and started without touching the shared server.
-/// Stopped (and its folder removed) when dropped.
+/// Stopped at once (and its folder removed) when dropped.
 struct PrivatePg {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    /// Run the server as this user (initdb refuses root).
-    user: Option<&'static str>,
+    cluster: PrivateCluster,
+    /// Removed when dropped, after the cluster stopped.
+    _dir: tempfile::TempDir,
 }
 
 impl PrivatePg {
-    fn find_bin() -> PathBuf {
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            let dir = PathBuf::from(text(&out.stdout).trim());
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return dir;
-            }
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
-            .unwrap_or_default();
-        found.sort();
-        found
-            .into_iter()
-            .rev()
-            .find(|d| d.join("initdb").is_file())
-            .expect("PostgreSQL server binaries (scripts/setup.sh installs them)")
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        match self.user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(path);
-                c
-            }
-            None => Command::new(path),
-        }
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let data = self.dir.path().join("data");
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .args(args)
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}{}",
-            text(&out.stderr),
-            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-        );
-    }
-
     fn start() -> Self {
-        let is_root = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-            })
-            .unwrap_or(false);
+        let dir = tempfile::tempdir().expect("tempdir");
         let pg = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            bin: Self::find_bin(),
-            user: is_root.then_some("postgres"),
+            cluster: PrivateCluster::init(dir.path()).expect("a private cluster"),
+            _dir: dir,
         };
-        std::fs::create_dir(pg.dir.path().join("run")).expect("socket folder");
-        if let Some(user) = pg.user {
-            let status = Command::new("chown")
-                .args(["-R", &format!("{user}:")])
-                .arg(pg.dir.path())
-                .status()
-                .expect("chown runs");
-            assert!(status.success(), "cannot hand the cluster to {user}");
-        }
-        let out = pg
-            .command("initdb")
-            .arg("-D")
-            .arg(pg.dir.path().join("data"))
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ])
-            .output()
-            .expect("initdb runs");
-        assert!(out.status.success(), "initdb: {}", text(&out.stderr));
         pg.start_again();
         pg
     }
 
     /// Starts the (stopped) server and waits until it accepts connections.
     fn start_again(&self) {
-        let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=off",
-            self.dir.path().join("run").display()
-        );
-        let log = self.dir.path().join("server.log").display().to_string();
-        self.pg_ctl(&["-l", &log, "-o", &options, "-w", "start"]);
+        if let Err(e) = self.cluster.start(&["fsync=off"]) {
+            let log = std::fs::read_to_string(self.cluster.log_path()).unwrap_or_default();
+            panic!("{e}\n{log}");
+        }
     }
 
     /// Stops the server at once: clients are cut off mid-statement, as in a crash.
     fn stop_immediate(&self) {
-        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        self.cluster
+            .stop(StopMode::Immediate)
+            .expect("the cluster stops");
     }
 
     fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.dir.path().join("run").display()
-        )
+        self.cluster.url()
     }
 }
 
 impl Drop for PrivatePg {
     fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let _ = self.cluster.stop(StopMode::Immediate);
     }
 }
 

@@ -16,16 +16,4 @@ WITH unblocked AS (
            ORDER BY t.job_id DESC, t.id DESC
            LIMIT 1) IS NULL
     RETURNING f.id, f.job_id
-), events AS (
-    INSERT INTO event (job_id, kind, payload)
-    SELECT u.job_id, e.kind, e.payload
-    FROM unblocked u
-    JOIN job j ON j.id = u.job_id
-    CROSS JOIN LATERAL (VALUES
-        (1, 'progress', jsonb_build_object('tiles_succeeded', j.tiles_total,
-                                           'tiles_total', j.tiles_total,
-                                           'tiles', '[]'::jsonb)),
-        (2, 'finalize_queued', jsonb_build_object('task_id', u.id))) e(ord, kind, payload)
-    ORDER BY u.job_id, e.ord
-)
-SELECT id FROM unblocked ORDER BY id
+    -- followed by finalize_events.sql

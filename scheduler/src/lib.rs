@@ -3,6 +3,7 @@
 //! heartbeats, completed under a (task, attempt, worker) fence, retried with backoff,
 //! reaped when a worker dies, cancelled through the heartbeat. See the crate's README.md.
 
+pub mod cluster;
 pub mod error;
 pub mod events;
 pub mod model;

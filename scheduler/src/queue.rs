@@ -26,8 +26,14 @@ pub const COMPLETE_SQL: &str = "SELECT * FROM complete_tasks($1, $2, $3, $4)";
 const COMPLETE_AND_CLAIM_SQL: &str = "SELECT * FROM complete_and_claim($1, $2, $3, $4, $5, $6)";
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
-const FINALIZE_SWEEP_SQL: &str = include_str!("../sql/finalize_sweep.sql");
-const FINALIZE_UNBLOCK_SQL: &str = include_str!("../sql/finalize_unblock.sql");
+const FINALIZE_SWEEP_SQL: &str = concat!(
+    include_str!("../sql/finalize_sweep.sql"),
+    include_str!("../sql/finalize_events.sql")
+);
+const FINALIZE_UNBLOCK_SQL: &str = concat!(
+    include_str!("../sql/finalize_unblock.sql"),
+    include_str!("../sql/finalize_events.sql")
+);
 const END_JOB_TASKS_SQL: &str = include_str!("../sql/end_job_tasks.sql");
 const END_JOB_SQL: &str = include_str!("../sql/end_job.sql");
 const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat.sql");

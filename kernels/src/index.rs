@@ -18,9 +18,9 @@ pub(crate) fn finite_or_nodata(v: f32) -> f32 {
 
 /// Applies `f` pixel by pixel over two equally long inputs, in parallel chunks.
 ///
-/// `f` is `Copy` and copied into each chunk's loop: a parameter it captured (SAVI's `L`)
-/// is then a register, where read through the closure's reference it was loaded again for
-/// every pixel (the store to `out` might have changed it), which kept the loop scalar.
+/// `f` is `Copy` and moved into each chunk's loop: a parameter it captured (SAVI's `L`) is
+/// then a register, where read through a reference to `f` it was loaded again for every
+/// pixel (the store to `out` might have changed it), which kept the loop scalar.
 pub(crate) fn map2(
     what: &'static str,
     a: &[f32],
@@ -34,8 +34,7 @@ pub(crate) fn map2(
         .zip(a.par_chunks(PIXELS_PER_TASK))
         .zip(b.par_chunks(PIXELS_PER_TASK))
         .for_each(|((o, a), b)| {
-            with_avx2(|| {
-                let f = f;
+            with_avx2(move || {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
                     *o = f(a, b);
                 }
@@ -62,8 +61,7 @@ pub(crate) fn map3(
         .zip(b.par_chunks(PIXELS_PER_TASK))
         .zip(c.par_chunks(PIXELS_PER_TASK))
         .for_each(|(((o, a), b), c)| {
-            with_avx2(|| {
-                let f = f;
+            with_avx2(move || {
                 for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
                     *o = f(a, b, c);
                 }

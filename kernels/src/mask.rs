@@ -152,9 +152,8 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
             data.par_chunks_mut(PIXELS_PER_TASK)
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
-                    with_avx2(|| {
-                        // A copy, so the loop holds it in a register (see `index::map2`).
-                        let bits = bits;
+                    // Moved in, so the loop holds it in a register (see `index::map2`).
+                    with_avx2(move || {
                         for (d, &q) in d.iter_mut().zip(q) {
                             // Branch-free so it vectorizes: NaN and negative codes are masked.
                             let masked = q.is_nan() | (q < 0.0) | (qa_code(q) & bits != 0);
@@ -173,8 +172,7 @@ pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), K
             data.par_chunks_mut(PIXELS_PER_TASK)
                 .zip(qa.par_chunks(PIXELS_PER_TASK))
                 .for_each(|(d, q)| {
-                    with_avx2(|| {
-                        let set = set;
+                    with_avx2(move || {
                         for (d, &q) in d.iter_mut().zip(q) {
                             let code = qa_code(q);
                             let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);

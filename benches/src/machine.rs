@@ -42,9 +42,15 @@ impl Machine {
         )
     }
 
-    /// A file-name-safe slug: `cpu-amd-epyc-2c`.
+    /// A file-name-safe slug: `cpu-amd-epyc-2c`, `cpu-intel-xeon-2c` (for "Intel(R)
+    /// Xeon(R) Processor": trademark signs and the words "processor" and "cpu" dropped).
     pub fn slug(&self) -> String {
-        format!("cpu-{}-{}c", slug_of(&self.cpu_model), self.cores)
+        let model = slug_of(&self.cpu_model);
+        let words: Vec<&str> = model
+            .split('-')
+            .filter(|w| !matches!(*w, "r" | "tm" | "processor" | "cpu"))
+            .collect();
+        format!("cpu-{}-{}c", words.join("-"), self.cores)
     }
 
     /// As JSON.
@@ -65,4 +71,27 @@ pub fn slug_of(text: &str) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_name_the_model_without_trademarks() {
+        let slug = |model: &str| {
+            Machine {
+                cpu_model: model.into(),
+                cores: 2,
+                memory_bytes: 0,
+            }
+            .slug()
+        };
+        assert_eq!(slug("Intel(R) Xeon(R) Processor"), "cpu-intel-xeon-2c");
+        assert_eq!(slug("AMD EPYC"), "cpu-amd-epyc-2c");
+        assert_eq!(
+            slug("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz"),
+            "cpu-intel-core-i7-8700-3-20ghz-2c"
+        );
+    }
 }

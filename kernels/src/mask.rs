@@ -145,56 +145,55 @@ pub fn cloud_mask(qa: &[f32], rule: &MaskRule, out: &mut [f32]) -> Result<(), Ke
 /// Sets `data` to nodata wherever `qa` is masked under `rule`.
 pub fn apply_mask(data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<(), KernelError> {
     check_len("apply_mask", qa.len(), data.len())?;
-    match rule {
-        // The common Landsat case as straight integer arithmetic, which vectorizes.
+    // Each rule as branch-free arithmetic on the code where it has such a form, which
+    // vectorizes; the same results as `is_masked` (NaN and negative codes are masked).
+    match *rule {
         MaskRule::LandsatQa { bits } => {
-            let bits = u32::from(*bits);
-            data.par_chunks_mut(PIXELS_PER_TASK)
-                .zip(qa.par_chunks(PIXELS_PER_TASK))
-                .for_each(|(d, q)| {
-                    // Moved in, so the loop holds it in a register (see `index::map2`).
-                    with_avx2(move || {
-                        for (d, &q) in d.iter_mut().zip(q) {
-                            // Branch-free so it vectorizes: NaN and negative codes are masked.
-                            let masked = q.is_nan() | (q < 0.0) | (qa_code(q) & bits != 0);
-                            *d = if masked { f32::NAN } else { *d };
-                        }
-                    });
-                });
+            let bits = u32::from(bits);
+            mask_where(data, qa, move |q| {
+                q.is_nan() | (q < 0.0) | (qa_code(q) & bits != 0)
+            });
         }
         // Sentinel-2 classes all below 32 (every SCL class is): the set fits one u32, and
-        // the test becomes a variable shift, which vectorizes. Same result as `is_masked`:
-        // NaN, negative and > 255 codes are masked; 32..=255 are in no such set.
+        // the test becomes a variable shift. Codes above 255 are masked; 32..=255 are in no
+        // such set.
         MaskRule::Scl { classes }
             if classes[1..].iter().all(|&w| w == 0) && classes[0] >> 32 == 0 =>
         {
             let set = classes[0] as u32;
-            data.par_chunks_mut(PIXELS_PER_TASK)
-                .zip(qa.par_chunks(PIXELS_PER_TASK))
-                .for_each(|(d, q)| {
-                    with_avx2(move || {
-                        for (d, &q) in d.iter_mut().zip(q) {
-                            let code = qa_code(q);
-                            let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
-                            let masked = q.is_nan() | (q < 0.0) | (code > 255) | listed;
-                            *d = if masked { f32::NAN } else { *d };
-                        }
-                    });
-                });
+            mask_where(data, qa, move |q| {
+                let code = qa_code(q);
+                let listed = (code < 32) & ((set >> (code & 31)) & 1 != 0);
+                q.is_nan() | (q < 0.0) | (code > 255) | listed
+            });
         }
-        MaskRule::Scl { .. } | MaskRule::LandsatBqaLegacy => {
-            data.par_chunks_mut(PIXELS_PER_TASK)
-                .zip(qa.par_chunks(PIXELS_PER_TASK))
-                .for_each(|(d, q)| {
-                    for (d, &q) in d.iter_mut().zip(q) {
-                        if rule.is_masked(q) {
-                            *d = f32::NAN;
-                        }
-                    }
-                });
-        }
+        MaskRule::LandsatBqaLegacy => mask_where(data, qa, |q| {
+            let code = qa_code(q);
+            q.is_nan()
+                | (q < 0.0)
+                | (code & 1 != 0)
+                | (code & (1 << 4) != 0)
+                | ((code >> 14) & 3 == 3)
+                | ((code >> 12) & 3 == 3)
+        }),
+        MaskRule::Scl { .. } => mask_where(data, qa, move |q| rule.is_masked(q)),
     }
     Ok(())
+}
+
+/// Sets `data` to nodata where `masked(qa)`, in parallel chunks, in the AVX2 build where the
+/// CPU has it. `masked` is moved into each chunk's loop, so what it captured is held in a
+/// register (see `index::map2`).
+fn mask_where(data: &mut [f32], qa: &[f32], masked: impl Fn(f32) -> bool + Sync + Copy) {
+    data.par_chunks_mut(PIXELS_PER_TASK)
+        .zip(qa.par_chunks(PIXELS_PER_TASK))
+        .for_each(|(d, q)| {
+            with_avx2(move || {
+                for (d, &q) in d.iter_mut().zip(q) {
+                    *d = if masked(q) { f32::NAN } else { *d };
+                }
+            });
+        });
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub(crate) fn map2(
 }
 
 /// Applies `f` pixel by pixel over three equally long inputs, in parallel chunks; `f` is
-/// copied into each chunk's loop as in [`map2`].
+/// moved into each chunk's loop as in [`map2`].
 pub(crate) fn map3(
     what: &'static str,
     a: &[f32],

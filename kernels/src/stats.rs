@@ -148,8 +148,9 @@ struct FirstPass {
 /// Count, sum, minimum and maximum of `lanes` (a multiple of [`LANES`] long), lane by lane.
 #[inline(always)]
 fn first_pass(lanes: &[f32]) -> FirstPass {
-    // Counted in 32 bits, one vector of lanes; each lane holds an eighth of the pixels, so
-    // this stays exact up to 2^35 pixels, far past any tile (see `of_chunk`'s callers).
+    // Counted in 32 bits, one vector of lanes; each lane counts an eighth of the pixels, so
+    // this is exact up to 2^35 pixels (128 GiB of f32), far past any chunk (`stats` passes
+    // `PIXELS_PER_TASK`).
     let (mut count, mut sum) = ([0u32; LANES], [0.0f64; LANES]);
     let (mut min, mut max) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
     for c in lanes.chunks_exact(LANES) {

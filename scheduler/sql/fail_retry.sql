@@ -8,6 +8,7 @@ UPDATE task
 SET state = 'queued',
     worker_id = NULL,
     lease_expires_at = NULL,
+    claimed_at = NULL,
     error = $4,
     run_at = now() + make_interval(
         secs => least($6, $5 * power(2, attempt - 1)) * (0.5 + random() * 0.5))

@@ -439,7 +439,7 @@ impl Queue {
             "-- Back to the queue, the attempt uncounted.
              UPDATE task t
              SET state = 'queued', attempt = t.attempt - 1, worker_id = NULL,
-                 lease_expires_at = NULL, run_at = now()
+                 lease_expires_at = NULL, claimed_at = NULL, run_at = now()
              FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
              WHERE t.id = i.id AND t.attempt = i.attempt AND t.worker_id = $1
                AND t.state = 'running'
@@ -492,9 +492,10 @@ impl Queue {
             .await?;
         let requeued: Vec<TaskId> = sqlx::query_scalar(REAP_SQL).fetch_all(&self.pool).await?;
         let exhausted: Vec<(TaskId, i32)> = sqlx::query_as(
-            "-- Expired runs that were the last attempt.
+            "-- Expired runs that were the last attempt (running rows through task_claimed_idx).
              SELECT id, attempt FROM task
-             WHERE state = 'running' AND lease_expires_at < now() AND attempt >= max_attempts
+             WHERE claimed_at IS NOT NULL AND state = 'running' AND lease_expires_at < now()
+               AND attempt >= max_attempts
              ORDER BY id",
         )
         .fetch_all(&self.pool)

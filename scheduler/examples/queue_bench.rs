@@ -148,6 +148,7 @@ async fn fill(name: &str, rows: usize, tiles_per_job: usize) -> Result<usize, Bo
     q.migrate().await?;
     let mut jobs = 0;
     let mut queued = 0;
+    let mut submit_secs = 0.0;
     while queued < rows {
         let n = tiles_per_job.min(rows - queued);
         let tiles = (0..n)
@@ -165,6 +166,7 @@ async fn fill(name: &str, rows: usize, tiles_per_job: usize) -> Result<usize, Bo
                 })
             })
             .collect::<Result<Vec<_>, BoxError>>()?;
+        let started = Instant::now();
         q.submit(&JobSpec {
             account: DEFAULT_ACCOUNT_ID,
             recipe: "noop".to_owned(),
@@ -176,9 +178,12 @@ async fn fill(name: &str, rows: usize, tiles_per_job: usize) -> Result<usize, Bo
             trace_context: None,
         })
         .await?;
+        submit_secs += started.elapsed().as_secs_f64();
         jobs += 1;
         queued += n;
     }
+    // Not part of any result file: a look at bulk submission (Queue::submit) on the way.
+    eprintln!("queued {queued} tile tasks in {jobs} jobs: {submit_secs:.3} s in Queue::submit");
     sqlx::raw_sql("VACUUM ANALYZE").execute(q.pool()).await?;
     q.pool().close().await;
     Ok(jobs)

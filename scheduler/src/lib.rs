@@ -4,6 +4,7 @@
 //! reaped when a worker dies, cancelled through the heartbeat. See the crate's README.md.
 
 pub mod cluster;
+mod copy;
 pub mod error;
 pub mod events;
 pub mod model;

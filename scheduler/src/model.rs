@@ -277,9 +277,13 @@ pub struct WorkerSpec {
     pub gpus: Value,
 }
 
-/// Encode a footprint ring as a WKB Polygon (little-endian), closing it if needed; an empty
-/// ring encodes as an empty byte string (stored as NULL).
-pub(crate) fn footprint_wkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<u8>> {
+/// The EWKB type flag saying an SRID follows the type.
+const EWKB_HAS_SRID: u32 = 0x2000_0000;
+
+/// Encode a footprint ring as an EWKB Polygon with SRID 4326 (little-endian; what PostGIS
+/// reads as a `geometry` in binary COPY), closing it if needed; an empty ring encodes as an
+/// empty byte string (stored as NULL).
+pub(crate) fn footprint_ewkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<u8>> {
     if ring_deg.is_empty() {
         return Ok(Vec::new());
     }
@@ -300,9 +304,10 @@ pub(crate) fn footprint_wkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<u
     let n = u32::try_from(ring.len()).map_err(|_| {
         SchedulerError::InvalidSpec(format!("tile {index}: footprint ring too long"))
     })?;
-    let mut wkb = Vec::with_capacity(13 + ring.len() * 16);
+    let mut wkb = Vec::with_capacity(17 + ring.len() * 16);
     wkb.push(1u8); // little-endian
-    wkb.extend_from_slice(&3u32.to_le_bytes()); // Polygon
+    wkb.extend_from_slice(&(3u32 | EWKB_HAS_SRID).to_le_bytes()); // Polygon, with an SRID
+    wkb.extend_from_slice(&4326u32.to_le_bytes());
     wkb.extend_from_slice(&1u32.to_le_bytes()); // one ring
     wkb.extend_from_slice(&n.to_le_bytes());
     for (x, y) in ring {
@@ -318,15 +323,16 @@ mod tests {
 
     #[test]
     fn wkb_closes_the_ring() {
-        let wkb = footprint_wkb(0, &[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]).unwrap();
-        assert_eq!(wkb.len(), 13 + 4 * 16);
-        assert_eq!(&wkb[9..13], &4u32.to_le_bytes());
+        let wkb = footprint_ewkb(0, &[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]).unwrap();
+        assert_eq!(wkb.len(), 17 + 4 * 16);
+        assert_eq!(&wkb[5..9], &4326u32.to_le_bytes());
+        assert_eq!(&wkb[13..17], &4u32.to_le_bytes());
     }
 
     #[test]
     fn wkb_rejects_degenerate_rings() {
-        assert!(footprint_wkb(3, &[(0.0, 0.0), (1.0, 0.0)]).is_err());
-        assert!(footprint_wkb(3, &[(0.0, 0.0), (f64::NAN, 0.0), (1.0, 1.0)]).is_err());
-        assert!(footprint_wkb(3, &[]).unwrap().is_empty());
+        assert!(footprint_ewkb(3, &[(0.0, 0.0), (1.0, 0.0)]).is_err());
+        assert!(footprint_ewkb(3, &[(0.0, 0.0), (f64::NAN, 0.0), (1.0, 1.0)]).is_err());
+        assert!(footprint_ewkb(3, &[]).unwrap().is_empty());
     }
 }

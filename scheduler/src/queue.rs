@@ -10,10 +10,11 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::copy::CopyRows;
 use crate::error::{Result, SchedulerError};
 use crate::events::EVENT_CHANNEL;
 use crate::model::{
-    footprint_wkb, ClaimedTask, FailOutcome, HeartbeatReply, JobSpec, JobState, JobStatus,
+    footprint_ewkb, ClaimedTask, FailOutcome, HeartbeatReply, JobSpec, JobState, JobStatus,
     ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
 };
 
@@ -39,6 +40,13 @@ const END_JOB_SQL: &str = include_str!("../sql/end_job.sql");
 const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat.sql");
 const REAP_SQL: &str = include_str!("../sql/reap.sql");
 const SUBMIT_SQL: &str = include_str!("../sql/submit.sql");
+/// A job's tiles and tile tasks, after `SUBMIT_SQL` in its transaction (`crate::copy`).
+const COPY_TILES_SQL: &str = "COPY tile (job_id, tile_index, x_px, y_px, width_px, height_px, \
+                              footprint) FROM STDIN (FORMAT binary)";
+const COPY_TASKS_SQL: &str = "COPY task (job_id, kind, tile_index, state, priority, \
+                              max_attempts) FROM STDIN (FORMAT binary)";
+/// How much COPY data is encoded before it is sent.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
 const SUBMIT_FINALIZE_SQL: &str = include_str!("../sql/submit_finalize.sql");
 const TASKS_OF_JOB_SQL: &str = include_str!("../sql/tasks_of_job.sql");
 
@@ -150,13 +158,6 @@ impl Queue {
         let n = spec.tiles.len();
         let tiles_total = i32::try_from(n)
             .map_err(|_| SchedulerError::InvalidSpec(format!("{n} tiles are too many")))?;
-        let mut index = Vec::with_capacity(n);
-        let (mut x, mut y, mut w, mut h) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
         let mut footprint = Vec::with_capacity(n);
         let mut extent: Option<[f64; 4]> = None;
         for t in &spec.tiles {
@@ -166,18 +167,13 @@ impl Queue {
                     t.index
                 )));
             }
-            index.push(t.index);
-            x.push(t.window.x_px);
-            y.push(t.window.y_px);
-            w.push(t.window.width_px);
-            h.push(t.window.height_px);
-            footprint.push(footprint_wkb(t.index, &t.footprint_deg)?);
+            footprint.push(footprint_ewkb(t.index, &t.footprint_deg)?);
             for &(lon, lat) in &t.footprint_deg {
                 let e = extent.get_or_insert([lon, lat, lon, lat]);
                 *e = [e[0].min(lon), e[1].min(lat), e[2].max(lon), e[3].max(lat)];
             }
         }
-        let mut sorted = index.clone();
+        let mut sorted: Vec<i32> = spec.tiles.iter().map(|t| t.index).collect();
         sorted.sort_unstable();
         if sorted.windows(2).any(|p| p[0] == p[1]) {
             return Err(SchedulerError::InvalidSpec(
@@ -197,18 +193,51 @@ impl Queue {
             .bind(spec.max_attempts)
             .bind(tiles_total)
             .bind(&spec.trace_context)
-            .bind(&index)
-            .bind(&x)
-            .bind(&y)
-            .bind(&w)
-            .bind(&h)
-            .bind(&footprint)
             .bind(extent.map(|e| e[0]))
             .bind(extent.map(|e| e[1]))
             .bind(extent.map(|e| e[2]))
             .bind(extent.map(|e| e[3]))
             .execute(&mut *tx)
             .await?;
+        // The tiles, then their tasks, in plan order: binary COPY, sent in chunks while the
+        // rest is encoded (see "Submission" in scheduler/README.md for the measurement).
+        let mut copy = tx.copy_in_raw(COPY_TILES_SQL).await?;
+        let mut rows = CopyRows::new();
+        for (t, ewkb) in spec.tiles.iter().zip(&footprint) {
+            rows.row(7)
+                .uuid(&job_id)
+                .int4(t.index)
+                .int4(t.window.x_px)
+                .int4(t.window.y_px)
+                .int4(t.window.width_px)
+                .int4(t.window.height_px);
+            if ewkb.is_empty() {
+                rows.null();
+            } else {
+                rows.raw(ewkb);
+            }
+            if rows.len_bytes() >= COPY_CHUNK_BYTES {
+                copy.send(rows.take()).await?;
+            }
+        }
+        copy.send(rows.finish()).await?;
+        copy.finish().await?;
+        let mut copy = tx.copy_in_raw(COPY_TASKS_SQL).await?;
+        let mut rows = CopyRows::new();
+        for t in &spec.tiles {
+            rows.row(6)
+                .uuid(&job_id)
+                .text("tile")
+                .int4(t.index)
+                .text("queued")
+                .int4(spec.priority)
+                .int4(spec.max_attempts);
+            if rows.len_bytes() >= COPY_CHUNK_BYTES {
+                copy.send(rows.take()).await?;
+            }
+        }
+        copy.send(rows.finish()).await?;
+        copy.finish().await?;
         sqlx::query(SUBMIT_FINALIZE_SQL)
             .bind(job_id)
             .bind(spec.priority)

@@ -705,8 +705,56 @@ async fn bulk_submit_of_100k_tiles() {
     .await
     .unwrap();
     assert!(hits >= 1);
+    // PostGIS reads each footprint back as given (tile 361: lon -179, lat -84), in SRID 4326,
+    // with its window.
+    let (wkt, srid, x_px): (String, i32, i32) = sqlx::query_as(
+        "SELECT ST_AsText(footprint), ST_SRID(footprint), x_px FROM tile
+         WHERE job_id = $1 AND tile_index = 361",
+    )
+    .bind(job_id)
+    .fetch_one(q.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        wkt,
+        "POLYGON((-179 -84,-178.5 -84,-178.5 -83.5,-179 -83.5,-179 -84))"
+    );
+    assert_eq!((srid, x_px), (4326, 361 * 512));
+    // Task ids follow the plan, and the finalize task comes last.
+    let out_of_order = count(
+        &q,
+        "SELECT count(*) FROM (
+             SELECT kind, tile_index, lag(tile_index) OVER (ORDER BY id) AS previous,
+                    row_number() OVER (ORDER BY id) AS n
+             FROM task) t
+         WHERE (kind = 'tile' AND n > 1 AND tile_index <> previous + 1)
+            OR (kind = 'finalize' AND n <> 100001)",
+    )
+    .await;
+    assert_eq!(out_of_order, 0);
     // Generous: the issue asks for well under a second; a shared CI box gets 30× slack.
     assert!(secs < 30.0, "bulk submit took {secs} s");
+}
+
+#[tokio::test]
+async fn a_tile_without_a_footprint_is_stored_without_one() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let mut spec = job(3, 0, 1);
+    spec.tiles[1].footprint_deg.clear();
+    let job_id = q.submit(&spec).await.unwrap();
+    let missing: Vec<i32> = sqlx::query_scalar(
+        "SELECT tile_index FROM tile WHERE job_id = $1 AND footprint IS NULL ORDER BY 1",
+    )
+    .bind(job_id)
+    .fetch_all(q.pool())
+    .await
+    .unwrap();
+    assert_eq!(missing, vec![1]);
+    assert_eq!(
+        count(&q, "SELECT count(*) FROM task WHERE kind = 'tile'").await,
+        3
+    );
 }
 
 #[tokio::test]

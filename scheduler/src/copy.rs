@@ -1,0 +1,123 @@
+//! Rows in PostgreSQL's binary `COPY` format, for bulk inserts (`COPY … FROM STDIN (FORMAT
+//! binary)`): a header, then per row its field count and each field as a length-prefixed
+//! value in the type's binary (send/recv) representation, then a trailer.
+
+use uuid::Uuid;
+
+/// Signature, flags (no OIDs) and header extension length.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// A buffer of binary COPY data; [`CopyRows::take`] hands out what is written so far, so a
+/// large copy can be sent in chunks while it is being encoded.
+pub(crate) struct CopyRows {
+    buf: Vec<u8>,
+    fields_left: u16,
+}
+
+impl CopyRows {
+    /// A buffer that starts with the format's header.
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: HEADER.to_vec(),
+            fields_left: 0,
+        }
+    }
+
+    /// Starts a row of `fields` fields; exactly that many `field_*` calls must follow.
+    pub(crate) fn row(&mut self, fields: u16) -> &mut Self {
+        debug_assert_eq!(self.fields_left, 0, "the previous row is incomplete");
+        self.fields_left = fields;
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+        self
+    }
+
+    fn value(&mut self, bytes: &[u8]) -> &mut Self {
+        debug_assert!(self.fields_left > 0, "more fields than the row declared");
+        self.fields_left -= 1;
+        // Field values are far below 2 GiB here (a tile footprint's ring).
+        let len = i32::try_from(bytes.len()).expect("a COPY field is under 2 GiB");
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    /// An `integer` (int4) field.
+    pub(crate) fn int4(&mut self, v: i32) -> &mut Self {
+        self.value(&v.to_be_bytes())
+    }
+
+    /// A `uuid` field.
+    pub(crate) fn uuid(&mut self, v: &Uuid) -> &mut Self {
+        self.value(v.as_bytes())
+    }
+
+    /// A `text` field (UTF-8, as the database encoding is).
+    pub(crate) fn text(&mut self, v: &str) -> &mut Self {
+        self.value(v.as_bytes())
+    }
+
+    /// A field given in its type's binary representation (e.g. EWKB for `geometry`).
+    pub(crate) fn raw(&mut self, v: &[u8]) -> &mut Self {
+        self.value(v)
+    }
+
+    /// A NULL field.
+    pub(crate) fn null(&mut self) -> &mut Self {
+        debug_assert!(self.fields_left > 0, "more fields than the row declared");
+        self.fields_left -= 1;
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes what is written so far, leaving the buffer empty (rows continue after it).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Appends the trailer and takes the rest.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        debug_assert_eq!(self.fields_left, 0, "the last row is incomplete");
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_its_field_count_then_length_prefixed_values() {
+        let mut rows = CopyRows::new();
+        rows.row(3).int4(-2).text("ab").null();
+        let bytes = rows.finish();
+        let mut want = b"PGCOPY\n\xff\r\n\0".to_vec();
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // flags, extension length
+        want.extend_from_slice(&[0, 3]); // three fields
+        want.extend_from_slice(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xfe]); // int4 -2
+        want.extend_from_slice(&[0, 0, 0, 2, b'a', b'b']); // text
+        want.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // NULL
+        want.extend_from_slice(&[0xff, 0xff]); // trailer
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn taking_in_chunks_gives_the_same_stream() {
+        let id = Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let mut whole = CopyRows::new();
+        let mut chunked = CopyRows::new();
+        let mut stream = Vec::new();
+        for i in 0..3 {
+            whole.row(2).uuid(&id).int4(i);
+            chunked.row(2).uuid(&id).int4(i);
+            stream.extend(chunked.take());
+        }
+        stream.extend(chunked.finish());
+        assert_eq!(stream, whole.finish());
+    }
+}

@@ -23,7 +23,8 @@ impl CopyRows {
         }
     }
 
-    /// Starts a row of `fields` fields; exactly that many `field_*` calls must follow.
+    /// Starts a row of `fields` fields; exactly that many field calls (`int4`, `uuid`,
+    /// `text`, `raw`, `null`) must follow.
     pub(crate) fn row(&mut self, fields: u16) -> &mut Self {
         debug_assert_eq!(self.fields_left, 0, "the previous row is incomplete");
         self.fields_left = fields;
@@ -34,7 +35,8 @@ impl CopyRows {
     fn value(&mut self, bytes: &[u8]) -> &mut Self {
         debug_assert!(self.fields_left > 0, "more fields than the row declared");
         self.fields_left -= 1;
-        // Field values are far below 2 GiB here (a tile footprint's ring).
+        // The largest field written is a footprint, whose ring `model::footprint_ewkb` caps at
+        // MAX_RING_POINTS (16 MiB encoded).
         let len = i32::try_from(bytes.len()).expect("a COPY field is under 2 GiB");
         self.buf.extend_from_slice(&len.to_be_bytes());
         self.buf.extend_from_slice(bytes);

@@ -279,6 +279,9 @@ pub struct WorkerSpec {
 
 /// The EWKB type flag saying an SRID follows the type.
 const EWKB_HAS_SRID: u32 = 0x2000_0000;
+/// The most points a footprint ring may have (a tile's footprint needs a handful; this keeps
+/// an encoded footprint far below the 2 GiB a COPY field may hold).
+pub(crate) const MAX_RING_POINTS: u32 = 1_000_000;
 
 /// Encode a footprint ring as an EWKB Polygon with SRID 4326 (little-endian; what PostGIS
 /// reads as a `geometry` in binary COPY), closing it if needed; an empty ring encodes as an
@@ -301,9 +304,14 @@ pub(crate) fn footprint_ewkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<
             "tile {index}: footprint coordinates must be finite"
         )));
     }
-    let n = u32::try_from(ring.len()).map_err(|_| {
-        SchedulerError::InvalidSpec(format!("tile {index}: footprint ring too long"))
-    })?;
+    let n = u32::try_from(ring.len())
+        .ok()
+        .filter(|&n| n <= MAX_RING_POINTS)
+        .ok_or_else(|| {
+            SchedulerError::InvalidSpec(format!(
+                "tile {index}: a footprint ring has at most {MAX_RING_POINTS} points"
+            ))
+        })?;
     let mut wkb = Vec::with_capacity(17 + ring.len() * 16);
     wkb.push(1u8); // little-endian
     wkb.extend_from_slice(&(3u32 | EWKB_HAS_SRID).to_le_bytes()); // Polygon, with an SRID
@@ -334,5 +342,7 @@ mod tests {
         assert!(footprint_ewkb(3, &[(0.0, 0.0), (1.0, 0.0)]).is_err());
         assert!(footprint_ewkb(3, &[(0.0, 0.0), (f64::NAN, 0.0), (1.0, 1.0)]).is_err());
         assert!(footprint_ewkb(3, &[]).unwrap().is_empty());
+        let long: Vec<(f64, f64)> = (0..=MAX_RING_POINTS).map(|i| (f64::from(i), 0.0)).collect();
+        assert!(footprint_ewkb(3, &long).is_err());
     }
 }

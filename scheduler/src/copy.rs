@@ -2,13 +2,41 @@
 //! binary)`): a header, then per row its field count and each field as a length-prefixed
 //! value in the type's binary (send/recv) representation, then a trailer.
 
+use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::error::Result;
+
+/// How much COPY data is encoded before it is sent.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) on `conn`, writing one row per
+/// item with `write` and sending the data in chunks of about [`CHUNK_BYTES`] while the rest
+/// is encoded.
+pub(crate) async fn copy_in<T>(
+    conn: &mut PgConnection,
+    statement: &str,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut CopyRows, T),
+) -> Result<()> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut rows = CopyRows::new();
+    for item in items {
+        write(&mut rows, item);
+        if rows.buf.len() >= CHUNK_BYTES {
+            copy.send(rows.take()).await?;
+        }
+    }
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    Ok(())
+}
 
 /// Signature, flags (no OIDs) and header extension length.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// A buffer of binary COPY data; [`CopyRows::take`] hands out what is written so far, so a
-/// large copy can be sent in chunks while it is being encoded.
+/// large copy can be sent in chunks while it is being encoded ([`copy_in`]).
 pub(crate) struct CopyRows {
     buf: Vec<u8>,
     fields_left: u16,
@@ -32,7 +60,8 @@ impl CopyRows {
         self
     }
 
-    fn value(&mut self, bytes: &[u8]) -> &mut Self {
+    /// A field given in its type's binary representation (e.g. EWKB for `geometry`).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut Self {
         debug_assert!(self.fields_left > 0, "more fields than the row declared");
         self.fields_left -= 1;
         // The largest field written is a footprint, whose ring `model::footprint_ewkb` caps at
@@ -45,22 +74,17 @@ impl CopyRows {
 
     /// An `integer` (int4) field.
     pub(crate) fn int4(&mut self, v: i32) -> &mut Self {
-        self.value(&v.to_be_bytes())
+        self.raw(&v.to_be_bytes())
     }
 
     /// A `uuid` field.
     pub(crate) fn uuid(&mut self, v: &Uuid) -> &mut Self {
-        self.value(v.as_bytes())
+        self.raw(v.as_bytes())
     }
 
     /// A `text` field (UTF-8, as the database encoding is).
     pub(crate) fn text(&mut self, v: &str) -> &mut Self {
-        self.value(v.as_bytes())
-    }
-
-    /// A field given in its type's binary representation (e.g. EWKB for `geometry`).
-    pub(crate) fn raw(&mut self, v: &[u8]) -> &mut Self {
-        self.value(v)
+        self.raw(v.as_bytes())
     }
 
     /// A NULL field.
@@ -71,13 +95,8 @@ impl CopyRows {
         self
     }
 
-    /// Bytes written so far.
-    pub(crate) fn len_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Takes what is written so far, leaving the buffer empty (rows continue after it).
-    pub(crate) fn take(&mut self) -> Vec<u8> {
+    fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
 

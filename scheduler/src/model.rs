@@ -284,11 +284,11 @@ const EWKB_HAS_SRID: u32 = 0x2000_0000;
 pub(crate) const MAX_RING_POINTS: u32 = 1_000_000;
 
 /// Encode a footprint ring as an EWKB Polygon with SRID 4326 (little-endian; what PostGIS
-/// reads as a `geometry` in binary COPY), closing it if needed; an empty ring encodes as an
-/// empty byte string (stored as NULL).
-pub(crate) fn footprint_ewkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<u8>> {
+/// reads as a `geometry` in binary COPY), closing it if needed; an empty ring has none (the
+/// footprint is stored as NULL).
+pub(crate) fn footprint_ewkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Option<Vec<u8>>> {
     if ring_deg.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let mut ring = ring_deg.to_vec();
     if ring.first() != ring.last() {
@@ -322,7 +322,7 @@ pub(crate) fn footprint_ewkb(index: i32, ring_deg: &[(f64, f64)]) -> Result<Vec<
         wkb.extend_from_slice(&x.to_le_bytes());
         wkb.extend_from_slice(&y.to_le_bytes());
     }
-    Ok(wkb)
+    Ok(Some(wkb))
 }
 
 #[cfg(test)]
@@ -331,7 +331,9 @@ mod tests {
 
     #[test]
     fn wkb_closes_the_ring() {
-        let wkb = footprint_ewkb(0, &[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]).unwrap();
+        let wkb = footprint_ewkb(0, &[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+            .unwrap()
+            .unwrap();
         assert_eq!(wkb.len(), 17 + 4 * 16);
         assert_eq!(&wkb[5..9], &4326u32.to_le_bytes());
         assert_eq!(&wkb[13..17], &4u32.to_le_bytes());
@@ -341,7 +343,7 @@ mod tests {
     fn wkb_rejects_degenerate_rings() {
         assert!(footprint_ewkb(3, &[(0.0, 0.0), (1.0, 0.0)]).is_err());
         assert!(footprint_ewkb(3, &[(0.0, 0.0), (f64::NAN, 0.0), (1.0, 1.0)]).is_err());
-        assert!(footprint_ewkb(3, &[]).unwrap().is_empty());
+        assert!(footprint_ewkb(3, &[]).unwrap().is_none());
         let long: Vec<(f64, f64)> = (0..=MAX_RING_POINTS).map(|i| (f64::from(i), 0.0)).collect();
         assert!(footprint_ewkb(3, &long).is_err());
     }

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::copy::CopyRows;
+use crate::copy::copy_in;
 use crate::error::{Result, SchedulerError};
 use crate::events::EVENT_CHANNEL;
 use crate::model::{
@@ -45,8 +45,6 @@ const COPY_TILES_SQL: &str = "COPY tile (job_id, tile_index, x_px, y_px, width_p
                               footprint) FROM STDIN (FORMAT binary)";
 const COPY_TASKS_SQL: &str = "COPY task (job_id, kind, tile_index, state, priority, \
                               max_attempts) FROM STDIN (FORMAT binary)";
-/// How much COPY data is encoded before it is sent.
-const COPY_CHUNK_BYTES: usize = 1 << 20;
 const SUBMIT_FINALIZE_SQL: &str = include_str!("../sql/submit_finalize.sql");
 const TASKS_OF_JOB_SQL: &str = include_str!("../sql/tasks_of_job.sql");
 
@@ -201,30 +199,26 @@ impl Queue {
             .await?;
         // The tiles, then their tasks, in plan order: binary COPY, sent in chunks while the
         // rest is encoded (see "Submission" in scheduler/README.md for the measurement).
-        let mut copy = tx.copy_in_raw(COPY_TILES_SQL).await?;
-        let mut rows = CopyRows::new();
-        for (t, ewkb) in spec.tiles.iter().zip(&footprint) {
-            rows.row(7)
-                .uuid(&job_id)
-                .int4(t.index)
-                .int4(t.window.x_px)
-                .int4(t.window.y_px)
-                .int4(t.window.width_px)
-                .int4(t.window.height_px);
-            if ewkb.is_empty() {
-                rows.null();
-            } else {
-                rows.raw(ewkb);
-            }
-            if rows.len_bytes() >= COPY_CHUNK_BYTES {
-                copy.send(rows.take()).await?;
-            }
-        }
-        copy.send(rows.finish()).await?;
-        copy.finish().await?;
-        let mut copy = tx.copy_in_raw(COPY_TASKS_SQL).await?;
-        let mut rows = CopyRows::new();
-        for t in &spec.tiles {
+        copy_in(
+            &mut tx,
+            COPY_TILES_SQL,
+            spec.tiles.iter().zip(&footprint),
+            |rows, (t, ewkb)| {
+                rows.row(7)
+                    .uuid(&job_id)
+                    .int4(t.index)
+                    .int4(t.window.x_px)
+                    .int4(t.window.y_px)
+                    .int4(t.window.width_px)
+                    .int4(t.window.height_px);
+                match ewkb {
+                    Some(ewkb) => rows.raw(ewkb),
+                    None => rows.null(),
+                };
+            },
+        )
+        .await?;
+        copy_in(&mut tx, COPY_TASKS_SQL, &spec.tiles, |rows, t| {
             rows.row(6)
                 .uuid(&job_id)
                 .text("tile")
@@ -232,12 +226,8 @@ impl Queue {
                 .text("queued")
                 .int4(spec.priority)
                 .int4(spec.max_attempts);
-            if rows.len_bytes() >= COPY_CHUNK_BYTES {
-                copy.send(rows.take()).await?;
-            }
-        }
-        copy.send(rows.finish()).await?;
-        copy.finish().await?;
+        })
+        .await?;
         sqlx::query(SUBMIT_FINALIZE_SQL)
             .bind(job_id)
             .bind(spec.priority)

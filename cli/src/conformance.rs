@@ -23,8 +23,8 @@ alone; `auto` always starts something.";
 /// What runs when `--backend` is not given: everything, reporting what is absent.
 const DEFAULT_BACKENDS: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda];
 
-/// Pixels per chunk of the capped CUDA run: odd, several chunks per plane.
-#[cfg(feature = "cuda")]
+/// Pixels per chunk of the capped device runs: odd, several chunks per plane.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 const CAPPED_CHUNK_PX: usize = 40_961;
 
 /// Options of `constellation conformance`.
@@ -107,6 +107,22 @@ pub(crate) fn run(args: &ConformanceArgs) -> Result<ExitCode> {
             match capped {
                 Ok(capped) => suite(&backend::Backend::from(capped), "cuda (capped)"),
                 Err(e) => println!("NOT RUN: cuda (capped): {e}"),
+            }
+        }
+        #[cfg(feature = "wgpu")]
+        if kind == BackendKind::Wgpu {
+            // Again with small chunks, a 2-D grid of at most 13 workgroups a side and a 2 MiB
+            // budget: a resident chain takes several chunks, alternating between its two lanes,
+            // with plane slots at aligned offsets past each chunk's end.
+            let capped = backend::WgpuBackend::new(&backend::WgpuOptions {
+                allow_software: true,
+                max_chunk_px: Some(CAPPED_CHUNK_PX),
+                max_workgroups_per_dim: Some(13),
+                max_device_bytes: Some(2 << 20),
+            });
+            match capped {
+                Ok(capped) => suite(&backend::Backend::from(capped), "wgpu (capped)"),
+                Err(e) => println!("NOT RUN: wgpu (capped): {e}"),
             }
         }
     }

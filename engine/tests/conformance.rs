@@ -51,11 +51,13 @@ fn candidates() -> Vec<Candidate> {
     #[cfg(feature = "wgpu")]
     {
         use engine::backend::{WgpuBackend, WgpuOptions};
-        let start = |max_chunk_px, max_workgroups_per_dim| {
+        let start = |max_chunk_px: Option<usize>, max_workgroups_per_dim| {
             WgpuBackend::new(&WgpuOptions {
                 allow_software: true,
                 max_chunk_px,
                 max_workgroups_per_dim,
+                // Capped runs also get a 2 MiB budget, so long chains take smaller chunks.
+                max_device_bytes: max_chunk_px.map(|_| 2 << 20),
             })
             .map(Backend::from)
             .map_err(|e| e.to_string())

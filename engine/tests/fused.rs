@@ -246,3 +246,72 @@ fn chains_are_checked_when_built_and_called() {
         .expect("empty planes");
     assert_eq!(empty, vec![Vec::<f32>::new(); 3]);
 }
+
+/// wgpu's resident chains (Mesa's lavapipe in CI) on what the conformance suite does not
+/// draw: an input handed back, one plane returned twice, a constant expression (no device
+/// kernel: the chain runs on the CPU), a chain of no ops, and empty planes; over several small
+/// chunks, each bit for bit as the CPU.
+#[cfg(feature = "wgpu")]
+#[test]
+fn resident_wgpu_chains_match_the_cpu_at_the_edges() {
+    use engine::backend::{WgpuBackend, WgpuOptions};
+    let wgpu = match WgpuBackend::new(&WgpuOptions {
+        allow_software: true,
+        max_chunk_px: Some(1_000),
+        ..WgpuOptions::default()
+    }) {
+        Ok(w) => Backend::from(w),
+        Err(e) => {
+            eprintln!("NOT RUN: wgpu did not start: {e}");
+            return;
+        }
+    };
+    let len = 2_345;
+    let planes = random_planes(5, 1, 2, len, Rng::value);
+    let (a, b) = (planes[0].as_slice(), planes[1].as_slice());
+    let scaled = ChainOp::Scale {
+        src: 0,
+        scaling: Scaling::SENTINEL2_L2A,
+    };
+    let constant = Arc::new(ExprKernel::parse("2 + 3", &["a"]).expect("expr"));
+    let cases = [
+        (
+            "input back, a plane twice",
+            Chain::new(2, vec![scaled.clone()], vec![2, 1, 2]),
+        ),
+        (
+            "constant expression",
+            Chain::new(
+                1,
+                vec![ChainOp::Expr {
+                    kernel: constant,
+                    bands: vec![0],
+                }],
+                vec![1, 0],
+            ),
+        ),
+        ("no ops", Chain::new(2, vec![], vec![1, 0])),
+        (
+            "a later op reads an earlier output",
+            Chain::new(
+                2,
+                vec![scaled, ChainOp::NormalizedDifference { a: 2, b: 1 }],
+                vec![3],
+            ),
+        ),
+    ];
+    for (name, chain) in cases {
+        let chain = chain.expect(name);
+        let inputs: Vec<&[f32]> = [a, b][..chain.inputs()].to_vec();
+        let want = Backend::Cpu.run_chain(&chain, &inputs).expect(name);
+        let got = wgpu.run_chain(&chain, &inputs).expect(name);
+        assert!(same_bits(&got, &want), "{name}: wgpu differs from the cpu");
+        let empty: Vec<&[f32]> = vec![&[]; chain.inputs()];
+        let got = wgpu.run_chain(&chain, &empty).expect(name);
+        assert_eq!(
+            got,
+            vec![Vec::<f32>::new(); chain.outputs().len()],
+            "{name}"
+        );
+    }
+}

@@ -4,9 +4,8 @@
 //! A [`Chain`] is in single-assignment form: planes `0..inputs` are the call's inputs and op `k`
 //! writes the new plane `inputs + k`, so no op ever overwrites a plane another op reads. A device
 //! backend uploads the inputs once, runs every op on planes resident on the device and downloads
-//! only the outputs (`cuda`); a host backend runs the ops one by one on host planes, reusing a
-//! plane's memory once nothing reads it any more (`cpu`, and `wgpu` for now, one device round
-//! trip per op). Every plane of a call has the same number of pixels, so a chain over many tiles
+//! only the outputs (`cuda`, `wgpu`); the CPU runs the ops one by one on host planes, reusing a
+//! plane's memory once nothing reads it any more. Every plane of a call has the same number of pixels, so a chain over many tiles
 //! packed end to end equals the chain over each tile.
 
 use std::borrow::Cow;

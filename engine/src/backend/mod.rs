@@ -304,8 +304,8 @@ impl Backend {
     }
 
     /// Runs an element-wise [`Chain`] over `inputs` (one plane per chain input, all of one
-    /// length) and returns its output planes. CUDA keeps every intermediate plane on the device
-    /// (one upload, one download per chunk); the CPU and wgpu run the ops one by one.
+    /// length) and returns its output planes. CUDA and wgpu keep every intermediate plane on
+    /// the device (one upload, one download per chunk); the CPU runs the ops one by one.
     pub fn run_chain(&self, chain: &Chain, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         if !self.fuses_chains() {
             return chain::run_on_host(self, chain, inputs);
@@ -339,7 +339,9 @@ impl Backend {
         match self {
             #[cfg(feature = "cuda")]
             Backend::Cuda(c) => c.run_chain_into(chain, inputs, outputs),
-            _ => {
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(w) => w.run_chain_into(chain, inputs, outputs),
+            Backend::Cpu => {
                 let planes = chain::run_on_host(self, chain, inputs)?;
                 for (out, plane) in outputs.iter_mut().zip(planes) {
                     out.copy_from_slice(&plane);
@@ -353,9 +355,11 @@ impl Backend {
     /// (one upload and one download) rather than running it op by op.
     pub fn fuses_chains(&self) -> bool {
         match self {
+            Backend::Cpu => false,
             #[cfg(feature = "cuda")]
             Backend::Cuda(_) => true,
-            _ => false,
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(_) => true,
         }
     }
 

@@ -6,9 +6,13 @@
 //! cached (per kernel; per expression text). Planes longer than the adapter's storage-binding
 //! and buffer limits allow are split into chunks, one dispatch each, on a 2-D grid of
 //! workgroups when a chunk needs more than the per-dimension limit. Buffers are kept and reused
-//! between calls. Device work is serialised by a mutex and blocks the calling thread, so it
-//! must run on a worker or device thread, never on an async runtime's thread. Every device
-//! call runs inside error scopes whose errors become [`EngineError::Backend`].
+//! between calls. An element-wise [`Chain`] runs resident on the device: each chunk's input
+//! planes are uploaded once, every op reads and writes planes kept in device memory, and only
+//! the outputs are read back; a chain's chunks alternate between two lanes of buffers, so one
+//! chunk is written while the one before it runs. Device work is serialised by a mutex and
+//! blocks the calling thread, so it must run on a worker or device thread, never on an async
+//! runtime's thread. Every device call runs inside error scopes whose errors become
+//! [`EngineError::Backend`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +25,7 @@ use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
 use wgpu::util::DeviceExt as _;
 
+use super::chain::{Chain, ChainOp};
 use super::{check_expr_inputs, ExprKernel};
 use crate::error::{EngineError, Result};
 
@@ -53,6 +58,9 @@ pub const SHADERS: [(&str, &str); 5] = [
 /// Size of the uniform `Params` block shared by every shader: 16 words.
 const PARAMS_WORDS: usize = 16;
 
+/// Device memory a resident chain's two lanes may take together unless told otherwise.
+const DEFAULT_DEVICE_BYTES: usize = 512 << 20;
+
 /// How to start a [`WgpuBackend`].
 #[derive(Debug, Clone, Default)]
 pub struct WgpuOptions {
@@ -65,6 +73,9 @@ pub struct WgpuOptions {
     /// Cap on workgroups per grid dimension, below the adapter's limit (tests use it to
     /// exercise 2-D dispatch).
     pub max_workgroups_per_dim: Option<u32>,
+    /// Device memory the two lanes of a resident chain may take together (default 512 MiB): a
+    /// chain with many planes runs in smaller chunks rather than growing past it.
+    pub max_device_bytes: Option<usize>,
 }
 
 /// The kernels with a shader in `shaders/wgsl/`.
@@ -125,6 +136,14 @@ pub struct WgpuBackend {
     max_chunk_px: usize,
     /// Most workgroups per grid dimension.
     max_workgroups_per_dim: u32,
+    /// Largest buffer, in bytes (the adapter's limit).
+    max_buffer_bytes: u64,
+    /// Alignment of a storage binding's offset, in bytes (the adapter's limit).
+    storage_align_bytes: u64,
+    /// Alignment of a uniform binding's offset, in bytes (the adapter's limit).
+    uniform_align_bytes: u64,
+    /// Budget of a resident chain's lanes ([`WgpuOptions::max_device_bytes`]).
+    max_device_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -133,6 +152,64 @@ pub struct WgpuBackend {
 struct State {
     pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
     buffers: Option<Buffers>,
+    /// The two lanes of resident chains, made on a chain's first call.
+    lanes: Vec<Lane>,
+}
+
+/// The buffers of one lane of a resident chain: a slot per plane of a chunk (its inputs and
+/// each op's output, at aligned offsets), the planes one op reads gathered back to back (the
+/// shaders' `src`), one parameter block per op, and the outputs' read-back copy.
+struct Lane {
+    store: wgpu::Buffer,
+    src: wgpu::Buffer,
+    params: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    sizes: LaneBytes,
+    /// The chunk submitted on this lane and not yet read back.
+    pending: Option<Pending>,
+}
+
+/// The sizes of a lane's buffers, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LaneBytes {
+    store: u64,
+    src: u64,
+    params: u64,
+    readback: u64,
+}
+
+impl LaneBytes {
+    fn holds(&self, need: &LaneBytes) -> bool {
+        self.store >= need.store
+            && self.src >= need.src
+            && self.params >= need.params
+            && self.readback >= need.readback
+    }
+
+    fn max(&self, other: &LaneBytes) -> LaneBytes {
+        LaneBytes {
+            store: self.store.max(other.store),
+            src: self.src.max(other.src),
+            params: self.params.max(other.params),
+            readback: self.readback.max(other.readback),
+        }
+    }
+}
+
+/// A chunk in flight on a lane: the pixels it covers, its submission, and where the read-back
+/// mapping reports.
+struct Pending {
+    range: Range<usize>,
+    submission: wgpu::SubmissionIndex,
+    mapped: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// One op of a resident chain: its pipeline and parameters, and the planes it reads in the
+/// order its kernel packs them into `src`.
+struct Step {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: [u32; PARAMS_WORDS],
+    reads: Vec<usize>,
 }
 
 /// The buffers of one dispatch, kept between calls and grown when a call needs more.
@@ -321,6 +398,10 @@ impl WgpuBackend {
             max_binding_bytes,
             max_chunk_px,
             max_workgroups_per_dim,
+            max_buffer_bytes: limits.max_buffer_size,
+            storage_align_bytes: u64::from(limits.min_storage_buffer_offset_alignment.max(4)),
+            uniform_align_bytes: u64::from(limits.min_uniform_buffer_offset_alignment.max(4)),
+            max_device_bytes: options.max_device_bytes.unwrap_or(DEFAULT_DEVICE_BYTES),
             state: Mutex::new(State::default()),
         })
     }
@@ -348,30 +429,12 @@ impl WgpuBackend {
     }
 
     pub(super) fn scale_in_place(&self, data: &mut [f32], scaling: Scaling) -> Result<()> {
-        let Scaling { scale, offset } = scaling.validate()?;
-        let mut params = [0u32; PARAMS_WORDS];
-        params[4] = scale.to_bits();
-        params[5] = offset.to_bits();
+        let params = scale_params(scaling)?;
         self.run_builtin(Builtin::Scale, params, Io::InPlace { data, rest: &[] })
     }
 
     pub(super) fn apply_mask(&self, data: &mut [f32], qa: &[f32], rule: &MaskRule) -> Result<()> {
-        let mut params = [0u32; PARAMS_WORDS];
-        let kernel = match rule {
-            MaskRule::LandsatQa { bits } => {
-                params[2] = u32::from(*bits);
-                Builtin::MaskLandsatQa
-            }
-            MaskRule::Scl { classes } => {
-                for (k, word) in classes.iter().enumerate() {
-                    // Each u64 as two little-endian u32 words: class c is bit c % 32 of word c / 32.
-                    params[8 + 2 * k] = (*word & 0xffff_ffff) as u32;
-                    params[8 + 2 * k + 1] = (*word >> 32) as u32;
-                }
-                Builtin::MaskScl
-            }
-            MaskRule::LandsatBqaLegacy => Builtin::MaskBqaLegacy,
-        };
+        let (kernel, params) = mask_params(rule);
         self.run_builtin(kernel, params, Io::InPlace { data, rest: &[qa] })
     }
 
@@ -411,11 +474,9 @@ impl WgpuBackend {
     }
 
     pub(super) fn savi(&self, nir: &[f32], red: &[f32], l: f32, out: &mut [f32]) -> Result<()> {
-        let mut params = [0u32; PARAMS_WORDS];
-        params[4] = l.to_bits();
         self.run_builtin(
             Builtin::Savi,
-            params,
+            savi_params(l),
             Io::Out {
                 inputs: &[nir, red],
                 out,
@@ -425,18 +486,7 @@ impl WgpuBackend {
 
     pub(super) fn expr(&self, expr: &ExprKernel, inputs: &[&[f32]], out: &mut [f32]) -> Result<()> {
         check_expr_inputs(expr, inputs, out.len())?;
-        let key = format!("expr:{}", expr.key());
-        let mut generated = None;
-        let pipeline = self.pipeline(&key, || {
-            let kernel = to_wgsl(expr.typed());
-            let source = kernel.source.clone();
-            generated = Some(kernel);
-            (source, ENTRY_POINT)
-        })?;
-        let bands = match generated {
-            Some(kernel) => kernel.bands,
-            None => expr.typed().bands_used(),
-        };
+        let (pipeline, bands) = self.expr_pipeline(expr)?;
         if bands.is_empty() {
             // A constant: folded on the CPU already, so there is nothing to run on the device.
             return Ok(expr.compiled().eval(inputs, out)?);
@@ -452,6 +502,368 @@ impl WgpuBackend {
                 inputs: &packed,
                 out,
             },
+        )
+    }
+
+    /// The cached pipeline of an expression, and the bands its shader reads, in the order it
+    /// packs them into `src` (none for a constant).
+    fn expr_pipeline(&self, expr: &ExprKernel) -> Result<(Arc<wgpu::ComputePipeline>, Vec<usize>)> {
+        let key = format!("expr:{}", expr.key());
+        let mut generated = None;
+        let pipeline = self.pipeline(&key, || {
+            let kernel = to_wgsl(expr.typed());
+            let source = kernel.source.clone();
+            generated = Some(kernel);
+            (source, ENTRY_POINT)
+        })?;
+        let bands = match generated {
+            Some(kernel) => kernel.bands,
+            None => expr.typed().bands_used(),
+        };
+        Ok((pipeline, bands))
+    }
+
+    /// The step of a resident chain for `op`; `None` for a constant expression, which has no
+    /// device kernel.
+    fn step(&self, op: &ChainOp) -> Result<Option<Step>> {
+        let builtin = |kernel: Builtin, params| -> Result<Option<Step>> {
+            let (key, source, entry) = kernel.shader();
+            Ok(Some(Step {
+                pipeline: self.pipeline(key, || (source.to_string(), entry))?,
+                params,
+                reads: op.reads(),
+            }))
+        };
+        let none = [0u32; PARAMS_WORDS];
+        match op {
+            ChainOp::Scale { scaling, .. } => builtin(Builtin::Scale, scale_params(*scaling)?),
+            ChainOp::Mask { rule, .. } => {
+                let (kernel, params) = mask_params(rule);
+                builtin(kernel, params)
+            }
+            ChainOp::NormalizedDifference { .. } => builtin(Builtin::NormalizedDifference, none),
+            ChainOp::Evi { .. } => builtin(Builtin::Evi, none),
+            ChainOp::Savi { l, .. } => builtin(Builtin::Savi, savi_params(*l)),
+            ChainOp::Expr { kernel, bands } => {
+                let (pipeline, used) = self.expr_pipeline(kernel)?;
+                if used.is_empty() {
+                    return Ok(None);
+                }
+                let reads = used
+                    .iter()
+                    .map(|&b| {
+                        bands.get(b).copied().ok_or_else(|| {
+                            EngineError::Backend(format!(
+                                "wgpu: the expression reads band {b}, which the chain does not bind"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+                Ok(Some(Step {
+                    pipeline,
+                    params: none,
+                    reads,
+                }))
+            }
+        }
+    }
+
+    /// Runs a whole element-wise chain with its planes resident on the device (see the module
+    /// docs), into `outputs` (checked by the caller). A chain holding a constant expression
+    /// (folded on the host) runs on the CPU instead.
+    pub(super) fn run_chain_into(
+        &self,
+        chain: &Chain,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let len = chain.check_inputs(inputs)?;
+        let mut steps = Vec::with_capacity(chain.ops().len());
+        for op in chain.ops() {
+            match self.step(op)? {
+                Some(step) => steps.push(step),
+                None => {
+                    let planes = super::chain::run_on_host(&super::Backend::Cpu, chain, inputs)?;
+                    for (out, plane) in outputs.iter_mut().zip(planes) {
+                        out.copy_from_slice(&plane);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if len == 0 || outputs.is_empty() {
+            return Ok(());
+        }
+        let reads = steps
+            .iter()
+            .map(|s| s.reads.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let chunk = self.chain_chunk_px(chain, reads).min(len);
+        let need = self.lane_bytes(chain, steps.len(), reads, chunk);
+        let mut state = self.lock()?;
+        self.ensure_lanes(&mut state, need)?;
+        let result = (|| {
+            let mut start = 0;
+            let mut k = 0;
+            while start < len {
+                let end = (start + chunk).min(len);
+                let lane = &mut state.lanes[k % 2];
+                self.read_back(lane, outputs)?;
+                self.submit_chunk(lane, chain, &steps, inputs, start..end)?;
+                start = end;
+                k += 1;
+            }
+            for lane in &mut state.lanes {
+                self.read_back(lane, outputs)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // A lane may be left mapped or waiting for a mapping: the next call makes new ones.
+            state.lanes.clear();
+        }
+        result
+    }
+
+    /// Most pixels per chunk of a chain whose ops read at most `reads` planes: within the
+    /// binding limits of one dispatch, the lanes' byte budget and the largest buffer.
+    fn chain_chunk_px(&self, chain: &Chain, reads: usize) -> usize {
+        let planes = chain.planes() as u64;
+        // Per lane and pixel: a slot per plane, the gathered reads and the read-back outputs.
+        let per_px_bytes = 4 * (planes as usize + reads + chain.outputs().len());
+        let by_budget = self.max_device_bytes / (2 * per_px_bytes);
+        let slot_bytes =
+            (self.max_buffer_bytes / planes.max(1)).saturating_sub(self.storage_align_bytes);
+        let by_buffer = usize::try_from(slot_bytes / 4).unwrap_or(usize::MAX);
+        self.chunk_px(reads).min(by_budget).min(by_buffer).max(1)
+    }
+
+    /// Bytes between the starts of two plane slots of a chunk of `n` pixels.
+    fn slot_bytes(&self, n: usize) -> u64 {
+        (n as u64 * 4).next_multiple_of(self.storage_align_bytes)
+    }
+
+    /// Bytes between two ops' parameter blocks.
+    fn params_stride_bytes(&self) -> u64 {
+        ((PARAMS_WORDS * 4) as u64).next_multiple_of(self.uniform_align_bytes)
+    }
+
+    /// What one lane needs for chunks of `chunk` pixels of `chain`.
+    fn lane_bytes(&self, chain: &Chain, ops: usize, reads: usize, chunk: usize) -> LaneBytes {
+        let plane_bytes = chunk as u64 * 4;
+        LaneBytes {
+            store: self.slot_bytes(chunk) * chain.planes() as u64,
+            src: plane_bytes * reads as u64,
+            params: self.params_stride_bytes() * ops.max(1) as u64,
+            readback: plane_bytes * chain.outputs().len() as u64,
+        }
+    }
+
+    /// Makes both lanes hold at least `need`, replacing a lane that is too small (no lane has a
+    /// chunk pending between calls).
+    fn ensure_lanes(&self, state: &mut State, need: LaneBytes) -> Result<()> {
+        for k in 0..2 {
+            let current = state.lanes.get(k).map(|l| l.sizes);
+            if current.is_some_and(|c| c.holds(&need)) {
+                continue;
+            }
+            let sizes = current.map_or(need, |c| c.max(&need));
+            let lane = self.scoped("allocating a chain's buffers", || {
+                let make = |label, size, usage| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                use wgpu::BufferUsages as U;
+                Lane {
+                    store: make(
+                        "chain planes",
+                        sizes.store,
+                        U::STORAGE | U::COPY_SRC | U::COPY_DST,
+                    ),
+                    src: make("chain reads", sizes.src, U::STORAGE | U::COPY_DST),
+                    params: make("chain params", sizes.params, U::UNIFORM | U::COPY_DST),
+                    readback: make("chain readback", sizes.readback, U::MAP_READ | U::COPY_DST),
+                    sizes,
+                    pending: None,
+                }
+            })?;
+            if k < state.lanes.len() {
+                state.lanes[k] = lane;
+            } else {
+                state.lanes.push(lane);
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the chain's inputs for the pixels `range` into `lane`, records every op (its
+    /// reads gathered into `src` by device copies, its output written to its own slot) and the
+    /// outputs' copy to the read-back buffer, submits, and asks for the mapping.
+    fn submit_chunk(
+        &self,
+        lane: &mut Lane,
+        chain: &Chain,
+        steps: &[Step],
+        inputs: &[&[f32]],
+        range: Range<usize>,
+    ) -> Result<()> {
+        let n = range.len();
+        let plane_bytes = n as u64 * 4;
+        let slot = self.slot_bytes(n);
+        let stride = self.params_stride_bytes();
+        let size = |bytes: u64| {
+            NonZeroU64::new(bytes).ok_or_else(|| EngineError::Backend("wgpu: empty binding".into()))
+        };
+        let n_word = u32::try_from(n)
+            .map_err(|_| EngineError::Backend(format!("wgpu: chunk of {n} px exceeds u32")))?;
+        let mut blocks = vec![0u8; (stride * steps.len() as u64) as usize];
+        for (k, step) in steps.iter().enumerate() {
+            let mut params = step.params;
+            params[0] = n_word;
+            params[1] = 0;
+            let at = k * stride as usize;
+            blocks[at..at + PARAMS_WORDS * 4].copy_from_slice(bytemuck::cast_slice(&params));
+        }
+        let (x, y) = self.grid(n);
+        let readback_bytes = plane_bytes * chain.outputs().len() as u64;
+        let (sender, receiver) = mpsc::channel();
+        let submission = self.scoped("running an element-wise chain", || -> Result<_> {
+            if !blocks.is_empty() {
+                self.queue.write_buffer(&lane.params, 0, &blocks);
+            }
+            for (p, plane) in inputs.iter().enumerate() {
+                self.queue.write_buffer(
+                    &lane.store,
+                    p as u64 * slot,
+                    bytemuck::cast_slice(&plane[range.clone()]),
+                );
+            }
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            for (k, step) in steps.iter().enumerate() {
+                for (j, &r) in step.reads.iter().enumerate() {
+                    encoder.copy_buffer_to_buffer(
+                        &lane.store,
+                        r as u64 * slot,
+                        &lane.src,
+                        j as u64 * plane_bytes,
+                        plane_bytes,
+                    );
+                }
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("element-wise chain"),
+                    layout: &self.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &lane.params,
+                                offset: k as u64 * stride,
+                                size: Some(size((PARAMS_WORDS * 4) as u64)?),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &lane.src,
+                                offset: 0,
+                                size: Some(size(plane_bytes * step.reads.len() as u64)?),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &lane.store,
+                                offset: (chain.inputs() + k) as u64 * slot,
+                                size: Some(size(plane_bytes)?),
+                            }),
+                        },
+                    ],
+                });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                pass.set_pipeline(&step.pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+            for (o, &p) in chain.outputs().iter().enumerate() {
+                encoder.copy_buffer_to_buffer(
+                    &lane.store,
+                    p as u64 * slot,
+                    &lane.readback,
+                    o as u64 * plane_bytes,
+                    plane_bytes,
+                );
+            }
+            let submission = self.queue.submit([encoder.finish()]);
+            lane.readback
+                .map_async(wgpu::MapMode::Read, 0..readback_bytes, move |r| {
+                    // The receiver lives in the lane until the read-back; a send can only
+                    // fail after an error, which the scope or the read-back reports.
+                    let _ = sender.send(r);
+                });
+            Ok(submission)
+        })??;
+        lane.pending = Some(Pending {
+            range,
+            submission,
+            mapped: receiver,
+        });
+        Ok(())
+    }
+
+    /// Waits for the chunk pending on `lane`, if any, and copies its outputs into place.
+    fn read_back(&self, lane: &mut Lane, outputs: &mut [&mut [f32]]) -> Result<()> {
+        let Some(pending) = lane.pending.take() else {
+            return Ok(());
+        };
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(pending.submission),
+                timeout: None,
+            })
+            .map_err(|e| backend_error("waiting for the device", e))?;
+        match pending.mapped.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(backend_error("reading a chain's results back", e)),
+            Err(_) => {
+                return Err(EngineError::Backend(
+                    "wgpu: reading a chain's results back: the device never finished".into(),
+                ))
+            }
+        }
+        let plane_bytes = pending.range.len() as u64 * 4;
+        {
+            let view = lane
+                .readback
+                .get_mapped_range(0..plane_bytes * outputs.len() as u64)
+                .map_err(|e| backend_error("reading a chain's results back", e))?;
+            for (out, bytes) in outputs
+                .iter_mut()
+                .zip(view.chunks_exact(plane_bytes as usize))
+            {
+                copy_f32(bytes, &mut out[pending.range.clone()]);
+            }
+        }
+        lane.readback.unmap();
+        Ok(())
+    }
+
+    /// The 2-D grid of workgroups covering `n` pixels.
+    fn grid(&self, n: usize) -> (u32, u32) {
+        let groups = n.div_ceil(WORKGROUP_SIZE as usize);
+        let per_dim = self.max_workgroups_per_dim as usize;
+        let x = groups.min(per_dim).max(1);
+        let y = groups.div_ceil(x);
+        (
+            u32::try_from(x).unwrap_or(u32::MAX),
+            u32::try_from(y).unwrap_or(u32::MAX),
         )
     }
 
@@ -631,14 +1043,7 @@ impl WgpuBackend {
             NonZeroU64::new(bytes).ok_or_else(|| EngineError::Backend("wgpu: empty binding".into()))
         };
         let (src_size, dst_size) = (size(plane_bytes * planes as u64)?, size(plane_bytes)?);
-        let groups = n.div_ceil(WORKGROUP_SIZE as usize);
-        let per_dim = self.max_workgroups_per_dim as usize;
-        let x = groups.min(per_dim);
-        let y = groups.div_ceil(x);
-        let (x, y) = (
-            u32::try_from(x).unwrap_or(u32::MAX),
-            u32::try_from(y).unwrap_or(u32::MAX),
-        );
+        let (x, y) = self.grid(n);
 
         let (sender, receiver) = mpsc::channel();
         self.scoped("running a kernel", || {
@@ -719,6 +1124,43 @@ impl WgpuBackend {
         buffers.readback.unmap();
         Ok(())
     }
+}
+
+/// The parameters of `scale`: the factor and offset, checked.
+fn scale_params(scaling: Scaling) -> Result<[u32; PARAMS_WORDS]> {
+    let Scaling { scale, offset } = scaling.validate()?;
+    let mut params = [0u32; PARAMS_WORDS];
+    params[4] = scale.to_bits();
+    params[5] = offset.to_bits();
+    Ok(params)
+}
+
+/// The mask kernel for `rule` and its parameters.
+fn mask_params(rule: &MaskRule) -> (Builtin, [u32; PARAMS_WORDS]) {
+    let mut params = [0u32; PARAMS_WORDS];
+    let kernel = match rule {
+        MaskRule::LandsatQa { bits } => {
+            params[2] = u32::from(*bits);
+            Builtin::MaskLandsatQa
+        }
+        MaskRule::Scl { classes } => {
+            for (k, word) in classes.iter().enumerate() {
+                // Each u64 as two little-endian u32 words: class c is bit c % 32 of word c / 32.
+                params[8 + 2 * k] = (*word & 0xffff_ffff) as u32;
+                params[8 + 2 * k + 1] = (*word >> 32) as u32;
+            }
+            Builtin::MaskScl
+        }
+        MaskRule::LandsatBqaLegacy => Builtin::MaskBqaLegacy,
+    };
+    (kernel, params)
+}
+
+/// The parameters of `savi`: its soil factor.
+fn savi_params(l: f32) -> [u32; PARAMS_WORDS] {
+    let mut params = [0u32; PARAMS_WORDS];
+    params[4] = l.to_bits();
+    params
 }
 
 /// Copies little-endian `f32` bytes into `out`.

@@ -3,16 +3,18 @@
 //!
 //! Every kernel shares one layout (uniform params, one packed read-only input buffer, one
 //! output buffer), so one bind group layout serves all pipelines. Pipelines are built once and
-//! cached (per kernel; per expression text). Planes longer than the adapter's storage-binding
-//! and buffer limits allow are split into chunks, one dispatch each, on a 2-D grid of
-//! workgroups when a chunk needs more than the per-dimension limit. Buffers are kept and reused
-//! between calls. An element-wise [`Chain`] runs resident on the device: each chunk's input
-//! planes are uploaded once, every op reads and writes planes kept in device memory, and only
-//! the outputs are read back; a chain's chunks alternate between two lanes of buffers, so one
-//! chunk is written while the one before it runs. Device work is serialised by a mutex and
-//! blocks the calling thread, so it must run on a worker or device thread, never on an async
-//! runtime's thread. Every device call runs inside error scopes whose errors become
-//! [`EngineError::Backend`].
+//! cached (per kernel; per expression text).
+//!
+//! Every call runs as a program over numbered planes: an element-wise [`Chain`], or a single
+//! kernel as a one-step program. Planes are split into chunks within the adapter's binding and
+//! buffer limits and a byte budget, each dispatch on a 2-D grid of workgroups when a chunk needs
+//! more than the per-dimension limit. Per chunk, one submission uploads the inputs once, runs
+//! every step on planes kept in device memory (a step's reads gathered by device copies, its
+//! output written into its own slot) and copies only the outputs back. Chunks alternate between
+//! two lanes of buffers, kept between calls, so one chunk's upload is written while the one
+//! before it runs. Device work is serialised by a mutex and blocks the calling thread, so it
+//! must run on a worker or device thread, never on an async runtime's thread. Every device call
+//! runs inside error scopes whose errors become [`EngineError::Backend`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +25,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use kernels::expr::wgsl::{to_wgsl, ENTRY_POINT, WORKGROUP_SIZE};
 use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
-use wgpu::util::DeviceExt as _;
 
 use super::chain::{Chain, ChainOp};
 use super::{check_expr_inputs, ExprKernel};
@@ -151,12 +152,12 @@ pub struct WgpuBackend {
 #[derive(Default)]
 struct State {
     pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
-    buffers: Option<Buffers>,
-    /// The two lanes of resident chains, made on a chain's first call.
+    /// The two lanes every call's chunks alternate between, made on the first call and grown
+    /// when a call needs more.
     lanes: Vec<Lane>,
 }
 
-/// The buffers of one lane of a resident chain: a slot per plane of a chunk (its inputs and
+/// The buffers of one lane: a slot per plane of a chunk (its inputs and
 /// each op's output, at aligned offsets), the planes one op reads gathered back to back (the
 /// shaders' `src`), one parameter block per op, and the outputs' read-back copy.
 struct Lane {
@@ -200,33 +201,57 @@ impl LaneBytes {
 /// mapping reports.
 struct Pending {
     range: Range<usize>,
+    /// Bytes of the outputs in the read-back buffer.
+    bytes: u64,
     submission: wgpu::SubmissionIndex,
     mapped: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
 
-/// One op of a resident chain: its pipeline and parameters, and the planes it reads in the
-/// order its kernel packs them into `src`.
+/// One op of a program: its pipeline and parameters, and the planes it reads in the order its
+/// kernel packs them into `src`.
 struct Step {
     pipeline: Arc<wgpu::ComputePipeline>,
     params: [u32; PARAMS_WORDS],
     reads: Vec<usize>,
 }
 
-/// The buffers of one dispatch, kept between calls and grown when a call needs more.
-struct Buffers {
-    params: wgpu::Buffer,
-    src: wgpu::Buffer,
-    dst: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    src_bytes: u64,
-    dst_bytes: u64,
+/// What one call runs on each chunk: a chain's steps, or a single kernel as a one-step
+/// program. Planes `0..inputs` are uploaded, step `k` writes plane `inputs + k`, and the
+/// planes in `outputs` are read back.
+struct Program<'s> {
+    inputs: usize,
+    steps: &'s [Step],
+    outputs: &'s [usize],
 }
 
-/// The planes of one call: read-only inputs and an output, or plane 0 updated in place.
+impl Program<'_> {
+    fn planes(&self) -> usize {
+        self.inputs + self.steps.len()
+    }
+
+    /// Most planes one step reads.
+    fn max_reads(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.reads.len())
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+
+    /// A single step reading every input in order (a single kernel): its inputs are uploaded
+    /// straight into `src`, with no device copies.
+    fn direct(&self) -> bool {
+        matches!(self.steps, [step] if step.reads.iter().copied().eq(0..self.inputs))
+    }
+}
+
+/// The planes of one call: read-only inputs and outputs, or plane 0 updated in place (its
+/// only output).
 enum Io<'a, 'b> {
     Out {
         inputs: &'b [&'a [f32]],
-        out: &'b mut [f32],
+        outputs: Vec<&'b mut [f32]>,
     },
     InPlace {
         data: &'b mut [f32],
@@ -244,7 +269,11 @@ impl Io<'_, '_> {
 
     fn len(&self) -> usize {
         match self {
-            Io::Out { out, .. } => out.len(),
+            Io::Out { inputs, outputs } => inputs
+                .first()
+                .map(|p| p.len())
+                .or_else(|| outputs.first().map(|p| p.len()))
+                .unwrap_or(0),
             Io::InPlace { data, .. } => data.len(),
         }
     }
@@ -262,9 +291,9 @@ impl Io<'_, '_> {
         }
     }
 
-    fn output(&mut self, range: Range<usize>) -> &mut [f32] {
+    fn output(&mut self, o: usize, range: Range<usize>) -> &mut [f32] {
         match self {
-            Io::Out { out, .. } => &mut out[range],
+            Io::Out { outputs, .. } => &mut outputs[o][range],
             Io::InPlace { data, .. } => &mut data[range],
         }
     }
@@ -450,7 +479,7 @@ impl WgpuBackend {
             params,
             Io::Out {
                 inputs: &[a, b],
-                out,
+                outputs: vec![out],
             },
         )
     }
@@ -468,7 +497,7 @@ impl WgpuBackend {
             params,
             Io::Out {
                 inputs: &[nir, red, blue],
-                out,
+                outputs: vec![out],
             },
         )
     }
@@ -479,7 +508,7 @@ impl WgpuBackend {
             savi_params(l),
             Io::Out {
                 inputs: &[nir, red],
-                out,
+                outputs: vec![out],
             },
         )
     }
@@ -496,11 +525,11 @@ impl WgpuBackend {
             .filter_map(|&b| inputs.get(b).copied())
             .collect();
         self.run(
-            &pipeline,
+            pipeline,
             [0u32; PARAMS_WORDS],
             Io::Out {
                 inputs: &packed,
-                out,
+                outputs: vec![out],
             },
         )
     }
@@ -577,7 +606,7 @@ impl WgpuBackend {
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
     ) -> Result<()> {
-        let len = chain.check_inputs(inputs)?;
+        chain.check_inputs(inputs)?;
         let mut steps = Vec::with_capacity(chain.ops().len());
         for op in chain.ops() {
             match self.step(op)? {
@@ -591,17 +620,48 @@ impl WgpuBackend {
                 }
             }
         }
-        if len == 0 || outputs.is_empty() {
+        let program = Program {
+            inputs: chain.inputs(),
+            steps: &steps,
+            outputs: chain.outputs(),
+        };
+        let outputs = outputs.iter_mut().map(|o| &mut **o).collect();
+        self.run_program(&program, Io::Out { inputs, outputs })
+    }
+
+    /// Runs a single kernel over the planes of `io`, as a one-step program.
+    fn run(
+        &self,
+        pipeline: Arc<wgpu::ComputePipeline>,
+        params: [u32; PARAMS_WORDS],
+        io: Io<'_, '_>,
+    ) -> Result<()> {
+        let inputs = io.planes();
+        let step = Step {
+            pipeline,
+            params,
+            reads: (0..inputs).collect(),
+        };
+        let outputs = [inputs];
+        let program = Program {
+            inputs,
+            steps: std::slice::from_ref(&step),
+            outputs: &outputs,
+        };
+        self.run_program(&program, io)
+    }
+
+    /// Runs `program` over every pixel of `io`, chunk by chunk, the chunks alternating between
+    /// the two lanes: chunk k is read back only when chunk k + 2 needs its lane, so one chunk's
+    /// upload is written while the chunk before it runs. In place is safe: an upload is copied
+    /// when it is written, and each chunk reads and writes only its own range.
+    fn run_program(&self, program: &Program<'_>, mut io: Io<'_, '_>) -> Result<()> {
+        let len = io.len();
+        if len == 0 || program.outputs.is_empty() {
             return Ok(());
         }
-        let reads = steps
-            .iter()
-            .map(|s| s.reads.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let chunk = self.chain_chunk_px(chain, reads).min(len);
-        let need = self.lane_bytes(chain, steps.len(), reads, chunk);
+        let chunk = self.chunk_px_of(program).min(len);
+        let need = self.lane_bytes(program, chunk);
         let mut state = self.lock()?;
         self.ensure_lanes(&mut state, need)?;
         let result = (|| {
@@ -610,13 +670,13 @@ impl WgpuBackend {
             while start < len {
                 let end = (start + chunk).min(len);
                 let lane = &mut state.lanes[k % 2];
-                self.read_back(lane, outputs)?;
-                self.submit_chunk(lane, chain, &steps, inputs, start..end)?;
+                self.read_back(lane, &mut io)?;
+                self.submit_chunk(lane, program, &io, start..end)?;
                 start = end;
                 k += 1;
             }
             for lane in &mut state.lanes {
-                self.read_back(lane, outputs)?;
+                self.read_back(lane, &mut io)?;
             }
             Ok(())
         })();
@@ -627,12 +687,13 @@ impl WgpuBackend {
         result
     }
 
-    /// Most pixels per chunk of a chain whose ops read at most `reads` planes: within the
-    /// binding limits of one dispatch, the lanes' byte budget and the largest buffer.
-    fn chain_chunk_px(&self, chain: &Chain, reads: usize) -> usize {
-        let planes = chain.planes() as u64;
+    /// Most pixels per chunk of `program`: within the binding limits of one dispatch, the
+    /// lanes' byte budget and the largest buffer.
+    fn chunk_px_of(&self, program: &Program<'_>) -> usize {
+        let reads = program.max_reads();
+        let planes = program.planes() as u64;
         // Per lane and pixel: a slot per plane, the gathered reads and the read-back outputs.
-        let per_px_bytes = 4 * (planes as usize + reads + chain.outputs().len());
+        let per_px_bytes = 4 * (program.planes() + reads + program.outputs.len());
         let by_budget = self.max_device_bytes / (2 * per_px_bytes);
         let slot_bytes =
             (self.max_buffer_bytes / planes.max(1)).saturating_sub(self.storage_align_bytes);
@@ -645,19 +706,19 @@ impl WgpuBackend {
         (n as u64 * 4).next_multiple_of(self.storage_align_bytes)
     }
 
-    /// Bytes between two ops' parameter blocks.
+    /// Bytes between two steps' parameter blocks.
     fn params_stride_bytes(&self) -> u64 {
         ((PARAMS_WORDS * 4) as u64).next_multiple_of(self.uniform_align_bytes)
     }
 
-    /// What one lane needs for chunks of `chunk` pixels of `chain`.
-    fn lane_bytes(&self, chain: &Chain, ops: usize, reads: usize, chunk: usize) -> LaneBytes {
+    /// What one lane needs for chunks of `chunk` pixels of `program`.
+    fn lane_bytes(&self, program: &Program<'_>, chunk: usize) -> LaneBytes {
         let plane_bytes = chunk as u64 * 4;
         LaneBytes {
-            store: self.slot_bytes(chunk) * chain.planes() as u64,
-            src: plane_bytes * reads as u64,
-            params: self.params_stride_bytes() * ops.max(1) as u64,
-            readback: plane_bytes * chain.outputs().len() as u64,
+            store: self.slot_bytes(chunk) * program.planes() as u64,
+            src: plane_bytes * program.max_reads() as u64,
+            params: self.params_stride_bytes() * program.steps.len().max(1) as u64,
+            readback: plane_bytes * program.outputs.len() as u64,
         }
     }
 
@@ -670,7 +731,7 @@ impl WgpuBackend {
                 continue;
             }
             let sizes = current.map_or(need, |c| c.max(&need));
-            let lane = self.scoped("allocating a chain's buffers", || {
+            let lane = self.scoped("allocating buffers", || {
                 let make = |label, size, usage| {
                     self.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(label),
@@ -682,13 +743,13 @@ impl WgpuBackend {
                 use wgpu::BufferUsages as U;
                 Lane {
                     store: make(
-                        "chain planes",
+                        "planes",
                         sizes.store,
                         U::STORAGE | U::COPY_SRC | U::COPY_DST,
                     ),
-                    src: make("chain reads", sizes.src, U::STORAGE | U::COPY_DST),
-                    params: make("chain params", sizes.params, U::UNIFORM | U::COPY_DST),
-                    readback: make("chain readback", sizes.readback, U::MAP_READ | U::COPY_DST),
+                    src: make("reads", sizes.src, U::STORAGE | U::COPY_DST),
+                    params: make("params", sizes.params, U::UNIFORM | U::COPY_DST),
+                    readback: make("readback", sizes.readback, U::MAP_READ | U::COPY_DST),
                     sizes,
                     pending: None,
                 }
@@ -702,28 +763,29 @@ impl WgpuBackend {
         Ok(())
     }
 
-    /// Uploads the chain's inputs for the pixels `range` into `lane`, records every op (its
-    /// reads gathered into `src` by device copies, its output written to its own slot) and the
-    /// outputs' copy to the read-back buffer, submits, and asks for the mapping.
+    /// Uploads the inputs of the pixels `range` into `lane` (into their slots, or straight into
+    /// `src` for a direct program), records every step (its reads gathered into `src` by
+    /// device copies, its output written into its own slot) and the outputs' copy into the
+    /// read-back buffer, submits, and asks for the mapping.
     fn submit_chunk(
         &self,
         lane: &mut Lane,
-        chain: &Chain,
-        steps: &[Step],
-        inputs: &[&[f32]],
+        program: &Program<'_>,
+        io: &Io<'_, '_>,
         range: Range<usize>,
     ) -> Result<()> {
         let n = range.len();
         let plane_bytes = n as u64 * 4;
         let slot = self.slot_bytes(n);
         let stride = self.params_stride_bytes();
+        let direct = program.direct();
         let size = |bytes: u64| {
             NonZeroU64::new(bytes).ok_or_else(|| EngineError::Backend("wgpu: empty binding".into()))
         };
         let n_word = u32::try_from(n)
             .map_err(|_| EngineError::Backend(format!("wgpu: chunk of {n} px exceeds u32")))?;
-        let mut blocks = vec![0u8; (stride * steps.len() as u64) as usize];
-        for (k, step) in steps.iter().enumerate() {
+        let mut blocks = vec![0u8; (stride * program.steps.len() as u64) as usize];
+        for (k, step) in program.steps.iter().enumerate() {
             let mut params = step.params;
             params[0] = n_word;
             params[1] = 0;
@@ -731,34 +793,41 @@ impl WgpuBackend {
             blocks[at..at + PARAMS_WORDS * 4].copy_from_slice(bytemuck::cast_slice(&params));
         }
         let (x, y) = self.grid(n);
-        let readback_bytes = plane_bytes * chain.outputs().len() as u64;
+        let readback_bytes = plane_bytes * program.outputs.len() as u64;
         let (sender, receiver) = mpsc::channel();
-        let submission = self.scoped("running an element-wise chain", || -> Result<_> {
+        let submission = self.scoped("running a kernel", || -> Result<_> {
             if !blocks.is_empty() {
                 self.queue.write_buffer(&lane.params, 0, &blocks);
             }
-            for (p, plane) in inputs.iter().enumerate() {
+            for p in 0..program.inputs {
+                let (buffer, offset) = if direct {
+                    (&lane.src, p as u64 * plane_bytes)
+                } else {
+                    (&lane.store, p as u64 * slot)
+                };
                 self.queue.write_buffer(
-                    &lane.store,
-                    p as u64 * slot,
-                    bytemuck::cast_slice(&plane[range.clone()]),
+                    buffer,
+                    offset,
+                    bytemuck::cast_slice(io.input(p, range.clone())),
                 );
             }
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            for (k, step) in steps.iter().enumerate() {
-                for (j, &r) in step.reads.iter().enumerate() {
-                    encoder.copy_buffer_to_buffer(
-                        &lane.store,
-                        r as u64 * slot,
-                        &lane.src,
-                        j as u64 * plane_bytes,
-                        plane_bytes,
-                    );
+            for (k, step) in program.steps.iter().enumerate() {
+                if !direct {
+                    for (j, &r) in step.reads.iter().enumerate() {
+                        encoder.copy_buffer_to_buffer(
+                            &lane.store,
+                            r as u64 * slot,
+                            &lane.src,
+                            j as u64 * plane_bytes,
+                            plane_bytes,
+                        );
+                    }
                 }
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("element-wise chain"),
+                    label: Some("element-wise"),
                     layout: &self.layout,
                     entries: &[
                         wgpu::BindGroupEntry {
@@ -774,14 +843,14 @@ impl WgpuBackend {
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: &lane.src,
                                 offset: 0,
-                                size: Some(size(plane_bytes * step.reads.len() as u64)?),
+                                size: Some(size(plane_bytes * step.reads.len().max(1) as u64)?),
                             }),
                         },
                         wgpu::BindGroupEntry {
                             binding: 2,
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: &lane.store,
-                                offset: (chain.inputs() + k) as u64 * slot,
+                                offset: (program.inputs + k) as u64 * slot,
                                 size: Some(size(plane_bytes)?),
                             }),
                         },
@@ -792,7 +861,7 @@ impl WgpuBackend {
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(x, y, 1);
             }
-            for (o, &p) in chain.outputs().iter().enumerate() {
+            for (o, &p) in program.outputs.iter().enumerate() {
                 encoder.copy_buffer_to_buffer(
                     &lane.store,
                     p as u64 * slot,
@@ -804,14 +873,15 @@ impl WgpuBackend {
             let submission = self.queue.submit([encoder.finish()]);
             lane.readback
                 .map_async(wgpu::MapMode::Read, 0..readback_bytes, move |r| {
-                    // The receiver lives in the lane until the read-back; a send can only
-                    // fail after an error, which the scope or the read-back reports.
+                    // The receiver waits in the lane until the read-back; a send can only fail
+                    // after an error, which the scope or the read-back reports.
                     let _ = sender.send(r);
                 });
             Ok(submission)
         })??;
         lane.pending = Some(Pending {
             range,
+            bytes: readback_bytes,
             submission,
             mapped: receiver,
         });
@@ -819,7 +889,7 @@ impl WgpuBackend {
     }
 
     /// Waits for the chunk pending on `lane`, if any, and copies its outputs into place.
-    fn read_back(&self, lane: &mut Lane, outputs: &mut [&mut [f32]]) -> Result<()> {
+    fn read_back(&self, lane: &mut Lane, io: &mut Io<'_, '_>) -> Result<()> {
         let Some(pending) = lane.pending.take() else {
             return Ok(());
         };
@@ -831,24 +901,21 @@ impl WgpuBackend {
             .map_err(|e| backend_error("waiting for the device", e))?;
         match pending.mapped.try_recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(backend_error("reading a chain's results back", e)),
+            Ok(Err(e)) => return Err(backend_error("reading results back", e)),
             Err(_) => {
                 return Err(EngineError::Backend(
-                    "wgpu: reading a chain's results back: the device never finished".into(),
+                    "wgpu: reading results back: the device never finished".into(),
                 ))
             }
         }
-        let plane_bytes = pending.range.len() as u64 * 4;
+        let plane_bytes = pending.range.len() * 4;
         {
             let view = lane
                 .readback
-                .get_mapped_range(0..plane_bytes * outputs.len() as u64)
-                .map_err(|e| backend_error("reading a chain's results back", e))?;
-            for (out, bytes) in outputs
-                .iter_mut()
-                .zip(view.chunks_exact(plane_bytes as usize))
-            {
-                copy_f32(bytes, &mut out[pending.range.clone()]);
+                .get_mapped_range(0..pending.bytes)
+                .map_err(|e| backend_error("reading results back", e))?;
+            for (o, bytes) in view.chunks_exact(plane_bytes).enumerate() {
+                copy_f32(bytes, io.output(o, pending.range.clone()));
             }
         }
         lane.readback.unmap();
@@ -875,7 +942,7 @@ impl WgpuBackend {
     ) -> Result<()> {
         let (key, source, entry) = kernel.shader();
         let pipeline = self.pipeline(key, || (source.to_string(), entry))?;
-        self.run(&pipeline, params, io)
+        self.run(pipeline, params, io)
     }
 
     /// The cached pipeline for `key`, built from `make()`'s source and entry point on a miss.
@@ -935,194 +1002,6 @@ impl WgpuBackend {
             Some(e) => Err(backend_error(what, e)),
             None => Ok(value),
         }
-    }
-
-    /// Runs `pipeline` over the planes of `io`, one dispatch per chunk.
-    fn run(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        mut params: [u32; PARAMS_WORDS],
-        mut io: Io<'_, '_>,
-    ) -> Result<()> {
-        let len = io.len();
-        if len == 0 {
-            return Ok(());
-        }
-        let planes = io.planes().max(1);
-        let chunk = self.chunk_px(planes);
-        let mut state = self.lock()?;
-        let mut start = 0;
-        while start < len {
-            let end = (start + chunk).min(len);
-            let n = end - start;
-            params[0] = u32::try_from(n)
-                .map_err(|_| EngineError::Backend(format!("wgpu: chunk of {n} px exceeds u32")))?;
-            params[1] = 0;
-            let buffers = self.buffers(&mut state, (n * planes * 4) as u64, (n * 4) as u64)?;
-            self.dispatch_chunk(pipeline, buffers, &params, &mut io, start..end, planes)?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// The reusable buffers, (re)allocated when this call needs more than they hold.
-    fn buffers<'s>(
-        &self,
-        state: &'s mut State,
-        src_bytes: u64,
-        dst_bytes: u64,
-    ) -> Result<&'s Buffers> {
-        let fits = state
-            .buffers
-            .as_ref()
-            .is_some_and(|b| b.src_bytes >= src_bytes && b.dst_bytes >= dst_bytes);
-        if !fits {
-            let (old_src, old_dst) = state
-                .buffers
-                .as_ref()
-                .map_or((0, 0), |b| (b.src_bytes, b.dst_bytes));
-            let src_bytes = src_bytes.max(old_src);
-            let dst_bytes = dst_bytes.max(old_dst);
-            let buffers = self.scoped("allocating buffers", || {
-                let make = |label, size, usage| {
-                    self.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(label),
-                        size,
-                        usage,
-                        mapped_at_creation: false,
-                    })
-                };
-                Buffers {
-                    params: self
-                        .device
-                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some("params"),
-                            contents: &[0u8; PARAMS_WORDS * 4],
-                            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                        }),
-                    src: make(
-                        "src",
-                        src_bytes,
-                        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                    ),
-                    dst: make(
-                        "dst",
-                        dst_bytes,
-                        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                    ),
-                    readback: make(
-                        "readback",
-                        dst_bytes,
-                        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    ),
-                    src_bytes,
-                    dst_bytes,
-                }
-            })?;
-            state.buffers = Some(buffers);
-        }
-        state
-            .buffers
-            .as_ref()
-            .ok_or_else(|| EngineError::Backend("wgpu: buffers missing".into()))
-    }
-
-    /// Uploads one chunk, dispatches, and reads the result back into the output.
-    fn dispatch_chunk(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        buffers: &Buffers,
-        params: &[u32; PARAMS_WORDS],
-        io: &mut Io<'_, '_>,
-        range: Range<usize>,
-        planes: usize,
-    ) -> Result<()> {
-        let n = range.len();
-        let plane_bytes = (n * 4) as u64;
-        let size = |bytes: u64| {
-            NonZeroU64::new(bytes).ok_or_else(|| EngineError::Backend("wgpu: empty binding".into()))
-        };
-        let (src_size, dst_size) = (size(plane_bytes * planes as u64)?, size(plane_bytes)?);
-        let (x, y) = self.grid(n);
-
-        let (sender, receiver) = mpsc::channel();
-        self.scoped("running a kernel", || {
-            self.queue
-                .write_buffer(&buffers.params, 0, bytemuck::cast_slice(params));
-            for k in 0..planes {
-                let plane = io.input(k, range.clone());
-                self.queue.write_buffer(
-                    &buffers.src,
-                    k as u64 * plane_bytes,
-                    bytemuck::cast_slice(plane),
-                );
-            }
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("element-wise"),
-                layout: &self.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: buffers.params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &buffers.src,
-                            offset: 0,
-                            size: Some(src_size),
-                        }),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &buffers.dst,
-                            offset: 0,
-                            size: Some(dst_size),
-                        }),
-                    },
-                ],
-            });
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-            encoder.copy_buffer_to_buffer(&buffers.dst, 0, &buffers.readback, 0, plane_bytes);
-            self.queue.submit([encoder.finish()]);
-            buffers
-                .readback
-                .map_async(wgpu::MapMode::Read, 0..plane_bytes, move |r| {
-                    // The receiver outlives the poll below; a send can only fail after an
-                    // error, which the scope reports.
-                    let _ = sender.send(r);
-                });
-        })?;
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| backend_error("waiting for the device", e))?;
-        match receiver.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(backend_error("reading results back", e)),
-            Err(_) => {
-                return Err(EngineError::Backend(
-                    "wgpu: reading results back: the device never finished".into(),
-                ))
-            }
-        }
-        {
-            let view = buffers
-                .readback
-                .get_mapped_range(0..plane_bytes)
-                .map_err(|e| backend_error("reading results back", e))?;
-            copy_f32(&view, io.output(range));
-        }
-        buffers.readback.unmap();
-        Ok(())
     }
 }
 

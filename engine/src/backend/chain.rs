@@ -245,6 +245,20 @@ pub(super) fn run_on_host(
     take_outputs(chain, planes)
 }
 
+/// Runs `chain` on the CPU into `outputs` (one plane per chain output, as long as the inputs):
+/// the reference, and where a device backend sends a chain it has no kernel for.
+pub(super) fn run_on_cpu_into(
+    chain: &Chain,
+    inputs: &[&[f32]],
+    outputs: &mut [&mut [f32]],
+) -> Result<()> {
+    let planes = run_on_host(&Backend::Cpu, chain, inputs)?;
+    for (out, plane) in outputs.iter_mut().zip(planes) {
+        out.copy_from_slice(&plane);
+    }
+    Ok(())
+}
+
 fn gone(p: usize) -> EngineError {
     EngineError::Backend(format!("element-wise chain: plane {p} is gone"))
 }

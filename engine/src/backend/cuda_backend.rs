@@ -352,13 +352,7 @@ impl CudaBackend {
             };
             match launch {
                 Some(l) => launches.push(l),
-                None => {
-                    let planes = super::chain::run_on_host(&super::Backend::Cpu, chain, inputs)?;
-                    for (out, plane) in outputs.iter_mut().zip(planes) {
-                        out.copy_from_slice(&plane);
-                    }
-                    return Ok(());
-                }
+                None => return super::chain::run_on_cpu_into(chain, inputs, outputs),
             }
         }
         let program = Program {

@@ -341,13 +341,7 @@ impl Backend {
             Backend::Cuda(c) => c.run_chain_into(chain, inputs, outputs),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(w) => w.run_chain_into(chain, inputs, outputs),
-            Backend::Cpu => {
-                let planes = chain::run_on_host(self, chain, inputs)?;
-                for (out, plane) in outputs.iter_mut().zip(planes) {
-                    out.copy_from_slice(&plane);
-                }
-                Ok(())
-            }
+            Backend::Cpu => chain::run_on_cpu_into(chain, inputs, outputs),
         }
     }
 

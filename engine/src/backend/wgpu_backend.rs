@@ -157,9 +157,9 @@ struct State {
     lanes: Vec<Lane>,
 }
 
-/// The buffers of one lane: a slot per plane of a chunk (its inputs and
-/// each op's output, at aligned offsets), the planes one op reads gathered back to back (the
-/// shaders' `src`), one parameter block per op, and the outputs' read-back copy.
+/// The buffers of one lane: a slot per plane of a chunk (its inputs and each step's output, at
+/// aligned offsets), the planes one step reads gathered back to back (the shaders' `src`), one
+/// parameter block per step, and the outputs' read-back copy.
 struct Lane {
     store: wgpu::Buffer,
     src: wgpu::Buffer,
@@ -611,13 +611,7 @@ impl WgpuBackend {
         for op in chain.ops() {
             match self.step(op)? {
                 Some(step) => steps.push(step),
-                None => {
-                    let planes = super::chain::run_on_host(&super::Backend::Cpu, chain, inputs)?;
-                    for (out, plane) in outputs.iter_mut().zip(planes) {
-                        out.copy_from_slice(&plane);
-                    }
-                    return Ok(());
-                }
+                None => return super::chain::run_on_cpu_into(chain, inputs, outputs),
             }
         }
         let program = Program {

@@ -1,6 +1,6 @@
 //! Kernel throughput through a compute backend (`engine::backend::Backend`: cpu, wgpu or cuda):
-//! host-to-host calls over batches of tiles packed into one call, and on CUDA the same kernels
-//! resident on the device, each held to a limit measured in the same run.
+//! host-to-host calls over batches of tiles packed into one call, and on CUDA and wgpu the same
+//! kernels resident on the device, each held to a limit measured in the same run.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ pub struct DeviceRow {
     /// Host-to-host time's share of the transfer bound (inputs up and output down at the
     /// measured page-locked rates, fully overlapped), when transfer limits were measured.
     pub share_of_transfer: Option<f64>,
-    /// The kernel alone on device-resident buffers (CUDA only).
+    /// The kernel alone on device-resident buffers (CUDA and wgpu).
     pub resident_mpx_per_s: Option<f64>,
     pub resident_bytes_per_s: Option<f64>,
     /// Resident bytes/s over the device-to-device copy bandwidth.
@@ -333,8 +333,8 @@ pub fn measure(
 
 /// A device's measured limits, in bytes per second.
 #[cfg_attr(
-    not(feature = "cuda"),
-    allow(dead_code, reason = "only the cuda backend measures its limits")
+    not(any(feature = "cuda", feature = "wgpu")),
+    allow(dead_code, reason = "only device backends measure their limits")
 )]
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -347,19 +347,24 @@ struct Limits {
 }
 
 /// Measures the backend's limits into `report`, and returns them where the backend can say.
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn device_limits(backend: &Backend, report: &mut DeviceReport) -> engine::Result<Option<Limits>> {
-    let Backend::Cuda(cuda) = backend else {
-        return Ok(None);
+    let l = match backend {
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(cuda) => cuda.measure_limits(1 << 30, 5)?,
+        // Smaller: on a software adapter these buffers are host memory, three of them.
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu(wgpu) => wgpu.measure_limits(256 << 20, 5)?,
+        _ => return Ok(None),
     };
-    let l = cuda.measure_limits(1 << 30, 5)?;
     report.limits = vec![
         ("device copy".into(), l.d2d_bytes_per_s),
         ("host to device".into(), l.h2d_bytes_per_s),
         ("device to host".into(), l.d2h_bytes_per_s),
     ];
     eprintln!(
-        "cuda limits: device copy {:.0} GB/s, host to device {:.1} GB/s, device to host {:.1} GB/s",
+        "{} limits: device copy {:.0} GB/s, host to device {:.1} GB/s, device to host {:.1} GB/s",
+        backend.name(),
         l.d2d_bytes_per_s / 1e9,
         l.h2d_bytes_per_s / 1e9,
         l.d2h_bytes_per_s / 1e9
@@ -371,13 +376,13 @@ fn device_limits(backend: &Backend, report: &mut DeviceReport) -> engine::Result
     }))
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 fn device_limits(_backend: &Backend, _report: &mut DeviceReport) -> engine::Result<Option<Limits>> {
     Ok(None)
 }
 
 /// Pixels per second of `kernel` resident on the device, where the backend can say.
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn resident_px_per_s(
     backend: &Backend,
     kernel: Kernel,
@@ -385,10 +390,7 @@ fn resident_px_per_s(
     px: usize,
     reps: usize,
 ) -> engine::Result<Option<f64>> {
-    use engine::backend::cuda_backend::ResidentKernel;
-    let Backend::Cuda(cuda) = backend else {
-        return Ok(None);
-    };
+    use engine::backend::ResidentKernel;
     let k = match kernel {
         Kernel::NormalizedDifference => ResidentKernel::Builtin("normalized_difference"),
         Kernel::Evi => ResidentKernel::Builtin("evi"),
@@ -399,11 +401,17 @@ fn resident_px_per_s(
         _ => return Ok(None),
     };
     // Enough launches that launch overhead is visible but not dominant: best of 5 + reps.
-    let secs = cuda.resident_secs(k, px, reps.max(5))?;
+    let secs = match backend {
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(cuda) => cuda.resident_secs(k, px, reps.max(5))?,
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu(wgpu) => wgpu.resident_secs(k, px, reps.max(5))?,
+        _ => return Ok(None),
+    };
     Ok(Some(px as f64 / secs))
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 fn resident_px_per_s(
     _backend: &Backend,
     _kernel: Kernel,
@@ -434,5 +442,56 @@ mod tests {
         }
         let md = report.to_markdown();
         assert!(md.contains("| normalized_difference | 64 | 2 |"), "{md}");
+    }
+
+    /// On wgpu (Mesa's lavapipe in CI): the limits are measured, the chain is measured both
+    /// ways, and every kernel with a resident form gets a resident rate.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_measures_limits_and_resident_rates() {
+        use engine::backend::{WgpuBackend, WgpuOptions};
+        let backend = match WgpuBackend::new(&WgpuOptions {
+            allow_software: true,
+            ..WgpuOptions::default()
+        }) {
+            Ok(w) => Backend::from(w),
+            Err(e) => {
+                eprintln!("NOT RUN: wgpu did not start: {e}");
+                return;
+            }
+        };
+        let report = measure(&backend, &[64], &[2], Duration::from_millis(1), 1)
+            .expect("wgpu runs every kernel");
+        let names: Vec<&str> = report.limits.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["device copy", "host to device", "device to host"]);
+        for (name, rate) in &report.limits {
+            assert!(*rate > 0.0 && rate.is_finite(), "{name}: {rate}");
+        }
+        assert!(report.rows.iter().any(|r| r.kernel == CHAIN_FUSED));
+        let resident: Vec<&str> = report
+            .rows
+            .iter()
+            .filter(|r| {
+                r.resident_mpx_per_s
+                    .is_some_and(|v| v > 0.0 && v.is_finite())
+            })
+            .map(|r| r.kernel.as_str())
+            .collect();
+        for kernel in [
+            "normalized_difference",
+            "evi",
+            "savi",
+            "scale",
+            "apply_mask",
+        ] {
+            assert!(
+                resident.contains(&kernel),
+                "{kernel} has no resident rate: {resident:?}"
+            );
+        }
+        assert!(
+            resident.iter().any(|k| k.starts_with("expr")),
+            "{resident:?}"
+        );
     }
 }

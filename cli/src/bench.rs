@@ -44,8 +44,8 @@ pub struct BenchArgs {
     #[arg(long)]
     kernels_only: bool,
     /// Also measure the element-wise kernels through these backends (`cpu`, `wgpu`, `cuda`),
-    /// host to host and, on CUDA, resident on the device, each against limits measured in the
-    /// same run. A backend that cannot start is reported as not run.
+    /// host to host and, on CUDA and wgpu, resident on the device, each against limits measured
+    /// in the same run. A backend that cannot start is reported as not run.
     #[arg(long, value_delimiter = ',')]
     backend: Vec<engine::backend::BackendKind>,
 }

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 
 use super::chain::{Chain, ChainOp};
 use super::{check_expr_inputs, ExprKernel};
+pub use super::{DeviceLimits, ResidentKernel};
 use crate::error::{EngineError, Result};
 
 /// The shared layout and helpers every kernel source is prefixed with.
@@ -814,27 +815,6 @@ impl CudaBackend {
         }
         Ok(best)
     }
-}
-
-/// A kernel for [`CudaBackend::resident_secs`].
-#[derive(Debug, Clone, Copy)]
-pub enum ResidentKernel<'a> {
-    /// A built-in entry point: `scale`, `landsat_qa`, `scl`, `bqa_legacy`,
-    /// `normalized_difference`, `evi` or `savi`.
-    Builtin(&'static str),
-    /// A compiled expression.
-    Expr(&'a ExprKernel),
-}
-
-/// Measured transfer limits of a device, in bytes per second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DeviceLimits {
-    /// Device-to-device copy, bytes read plus written.
-    pub d2d_bytes_per_s: f64,
-    /// Page-locked host to device.
-    pub h2d_bytes_per_s: f64,
-    /// Device to page-locked host.
-    pub d2h_bytes_per_s: f64,
 }
 
 /// One kernel launch of a [`Program`]: the kernel, its parameters, and the planes it reads, in

@@ -27,7 +27,7 @@ use kernels::mask::MaskRule;
 use kernels::scale::Scaling;
 
 use super::chain::{Chain, ChainOp};
-use super::{check_expr_inputs, ExprKernel};
+use super::{check_expr_inputs, DeviceLimits, ExprKernel, ResidentKernel};
 use crate::error::{EngineError, Result};
 
 /// The shared layout and helpers every kernel source is prefixed with.
@@ -887,12 +887,7 @@ impl WgpuBackend {
         let Some(pending) = lane.pending.take() else {
             return Ok(());
         };
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(pending.submission),
-                timeout: None,
-            })
-            .map_err(|e| backend_error("waiting for the device", e))?;
+        self.wait_for(pending.submission)?;
         match pending.mapped.try_recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(backend_error("reading results back", e)),
@@ -914,6 +909,221 @@ impl WgpuBackend {
         }
         lane.readback.unmap();
         Ok(())
+    }
+
+    /// Measures the limits a kernel's throughput is held to, in bytes per second (read plus
+    /// written for the device copy; moved for host ↔ device), each the way this backend moves
+    /// planes: a buffer-to-buffer copy of `bytes` on the device, a queue write of `bytes`
+    /// (wgpu's staging included), and a copy into a mappable buffer read into host memory.
+    /// Best of `reps` each, after one untimed run.
+    pub fn measure_limits(&self, bytes: usize, reps: usize) -> Result<DeviceLimits> {
+        let size = (bytes as u64 / 4 * 4).clamp(4, self.max_buffer_bytes / 4 * 4);
+        let _state = self.lock()?;
+        let (a, b, readback) = self.scoped("allocating buffers", || {
+            use wgpu::BufferUsages as U;
+            let make = |label, usage| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            (
+                make("limits a", U::STORAGE | U::COPY_SRC | U::COPY_DST),
+                make("limits b", U::STORAGE | U::COPY_DST),
+                make("limits readback", U::MAP_READ | U::COPY_DST),
+            )
+        })?;
+        let mut host = vec![0u8; size as usize];
+        let time = |op: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+            let mut best = f64::INFINITY;
+            for _ in 0..reps.max(1) + 1 {
+                let start = std::time::Instant::now();
+                op()?;
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        };
+        let d2d = time(&mut || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            encoder.copy_buffer_to_buffer(&a, 0, &b, 0, size);
+            let submission = self.queue.submit([encoder.finish()]);
+            self.wait_for(submission)
+        })?;
+        let h2d = time(&mut || {
+            self.queue.write_buffer(&a, 0, &host);
+            let submission = self.queue.submit([]);
+            self.wait_for(submission)
+        })?;
+        let d2h = time(&mut || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            encoder.copy_buffer_to_buffer(&a, 0, &readback, 0, size);
+            let submission = self.queue.submit([encoder.finish()]);
+            let (sender, receiver) = mpsc::channel();
+            readback.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = sender.send(r);
+            });
+            self.wait_for(submission)?;
+            match receiver.try_recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(backend_error("reading back", e)),
+                Err(_) => {
+                    return Err(EngineError::Backend(
+                        "wgpu: the read-back never finished".into(),
+                    ))
+                }
+            }
+            {
+                let view = readback
+                    .get_mapped_range(..)
+                    .map_err(|e| backend_error("reading back", e))?;
+                host.copy_from_slice(&view);
+            }
+            readback.unmap();
+            Ok(())
+        })?;
+        let moved = size as f64;
+        Ok(DeviceLimits {
+            d2d_bytes_per_s: 2.0 * moved / d2d,
+            h2d_bytes_per_s: moved / h2d,
+            d2h_bytes_per_s: moved / d2h,
+        })
+    }
+
+    /// Device-resident throughput: seconds per dispatch of a built-in kernel (or an
+    /// expression) over `px` pixels already on the device, with no transfers; best of `reps`
+    /// timed submissions of eight dispatches each, after one untimed. A plane longer than one
+    /// dispatch may cover is timed over the longest one that fits, and scaled to `px`.
+    pub fn resident_secs(&self, kernel: ResidentKernel<'_>, px: usize, reps: usize) -> Result<f64> {
+        const DISPATCHES: u32 = 8;
+        let step = match kernel {
+            ResidentKernel::Builtin(entry) => {
+                let (builtin, planes, params) = match entry {
+                    "scale" => (Builtin::Scale, 1, scale_params(Scaling::LANDSAT_C2_L2_SR)?),
+                    "landsat_qa" => {
+                        let (k, p) = mask_params(&MaskRule::landsat_default());
+                        (k, 2, p)
+                    }
+                    "normalized_difference" => {
+                        (Builtin::NormalizedDifference, 2, [0u32; PARAMS_WORDS])
+                    }
+                    "evi" => (Builtin::Evi, 3, [0u32; PARAMS_WORDS]),
+                    "savi" => (Builtin::Savi, 2, savi_params(0.5)),
+                    other => {
+                        return Err(EngineError::Backend(format!(
+                            "wgpu: no resident timing for the kernel {other:?}"
+                        )))
+                    }
+                };
+                let (key, source, entry) = builtin.shader();
+                Step {
+                    pipeline: self.pipeline(key, || (source.to_string(), entry))?,
+                    params,
+                    reads: (0..planes).collect(),
+                }
+            }
+            ResidentKernel::Expr(expr) => {
+                let (pipeline, bands) = self.expr_pipeline(expr)?;
+                Step {
+                    pipeline,
+                    params: [0u32; PARAMS_WORDS],
+                    reads: (0..bands.len().max(1)).collect(),
+                }
+            }
+        };
+        let planes = step.reads.len();
+        let n = px.clamp(1, self.chunk_px(planes));
+        let n_word = u32::try_from(n)
+            .map_err(|_| EngineError::Backend(format!("wgpu: chunk of {n} px exceeds u32")))?;
+        // Realistic values: digital numbers 7000..17000 (no nodata, no zero sums).
+        let host: Vec<f32> = (0..n * planes)
+            .map(|i| 7000.0 + ((i.wrapping_mul(2_654_435_761) >> 7) % 10_000) as f32)
+            .collect();
+        let mut params = step.params;
+        params[0] = n_word;
+        let _state = self.lock()?;
+        let (x, y) = self.grid(n);
+        let bind_group = self.scoped("preparing a resident run", || {
+            use wgpu::util::DeviceExt as _;
+            let init = |label, contents: &[u8], usage| {
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(label),
+                        contents,
+                        usage,
+                    })
+            };
+            let params = init(
+                "resident params",
+                bytemuck::cast_slice(&params),
+                wgpu::BufferUsages::UNIFORM,
+            );
+            let src = init(
+                "resident src",
+                bytemuck::cast_slice(&host),
+                wgpu::BufferUsages::STORAGE,
+            );
+            let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resident dst"),
+                size: n as u64 * 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("resident"),
+                layout: &self.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: src.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: dst.as_entire_binding(),
+                    },
+                ],
+            })
+        })?;
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            let start = std::time::Instant::now();
+            let submission = self.scoped("running a resident kernel", || {
+                let mut encoder = self
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+                for _ in 0..DISPATCHES {
+                    let mut pass =
+                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                    pass.set_pipeline(&step.pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(x, y, 1);
+                }
+                self.queue.submit([encoder.finish()])
+            })?;
+            self.wait_for(submission)?;
+            best = best.min(start.elapsed().as_secs_f64() / f64::from(DISPATCHES));
+        }
+        Ok(best * px as f64 / n as f64)
+    }
+
+    /// Blocks until `submission` has run.
+    fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| backend_error("waiting for the device", e))
     }
 
     /// The 2-D grid of workgroups covering `n` pixels.

@@ -62,6 +62,9 @@ const PARAMS_WORDS: usize = 16;
 /// Device memory a resident chain's two lanes may take together unless told otherwise.
 const DEFAULT_DEVICE_BYTES: usize = 512 << 20;
 
+/// Bytes per queue write when the upload limit is measured.
+const UPLOAD_PIECE_BYTES: usize = 16 << 20;
+
 /// How to start a [`WgpuBackend`].
 #[derive(Debug, Clone, Default)]
 pub struct WgpuOptions {
@@ -913,9 +916,9 @@ impl WgpuBackend {
 
     /// Measures the limits a kernel's throughput is held to, in bytes per second (read plus
     /// written for the device copy; moved for host ↔ device), each the way this backend moves
-    /// planes: a buffer-to-buffer copy of `bytes` on the device, a queue write of `bytes`
-    /// (wgpu's staging included), and a copy into a mappable buffer read into host memory.
-    /// Best of `reps` each, after one untimed run.
+    /// planes: a buffer-to-buffer copy of `bytes` on the device, queue writes of `bytes` in
+    /// 16 MiB pieces (wgpu's staging included), and a copy into a mappable buffer read into
+    /// host memory. Best of `reps` each, after one untimed run.
     pub fn measure_limits(&self, bytes: usize, reps: usize) -> Result<DeviceLimits> {
         let size = (bytes as u64 / 4 * 4).clamp(4, self.max_buffer_bytes / 4 * 4);
         let _state = self.lock()?;
@@ -954,7 +957,12 @@ impl WgpuBackend {
             self.wait_for(submission)
         })?;
         let h2d = time(&mut || {
-            self.queue.write_buffer(&a, 0, &host);
+            // In pieces of a chunk's size, as calls upload: one write of the whole buffer
+            // would also time the allocation of a staging buffer as large.
+            for (k, piece) in host.chunks(UPLOAD_PIECE_BYTES).enumerate() {
+                self.queue
+                    .write_buffer(&a, (k * UPLOAD_PIECE_BYTES) as u64, piece);
+            }
             let submission = self.queue.submit([]);
             self.wait_for(submission)
         })?;

@@ -948,14 +948,15 @@ impl WgpuBackend {
             }
             Ok(best)
         };
-        let d2d = time(&mut || {
+        // Copies all of `a` into `to` and submits.
+        let copy_from_a = |to: &wgpu::Buffer| {
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            encoder.copy_buffer_to_buffer(&a, 0, &b, 0, size);
-            let submission = self.queue.submit([encoder.finish()]);
-            self.wait_for(submission)
-        })?;
+            encoder.copy_buffer_to_buffer(&a, 0, to, 0, size);
+            self.queue.submit([encoder.finish()])
+        };
+        let d2d = time(&mut || self.wait_for(copy_from_a(&b)))?;
         let h2d = time(&mut || {
             // In pieces of a chunk's size, as calls upload: one write of the whole buffer
             // would also time the allocation of a staging buffer as large.
@@ -967,11 +968,7 @@ impl WgpuBackend {
             self.wait_for(submission)
         })?;
         let d2h = time(&mut || {
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-            encoder.copy_buffer_to_buffer(&a, 0, &readback, 0, size);
-            let submission = self.queue.submit([encoder.finish()]);
+            let submission = copy_from_a(&readback);
             let (sender, receiver) = mpsc::channel();
             readback.map_async(wgpu::MapMode::Read, .., move |r| {
                 let _ = sender.send(r);

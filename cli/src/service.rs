@@ -535,10 +535,13 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             if let Some(traced) = claimed.iter().find(|t| trace_id_of(t).is_some()) {
                 continue_trace(&span, traced);
             }
-            // The next batch is claimed in the same call (one round trip, one commit), unless
-            // the worker is draining. Should the reply be lost after the commit, the retry's
-            // completions are refused (fenced) and that claim's tasks return to the queue
-            // when their leases expire, as for a lost reply to a plain claim.
+            // The next batch is claimed with the completion, unless the worker is draining.
+            // One task at a time: in the same call (one round trip, one commit). Larger
+            // batches: the completion and the claim run at once on two connections, so the
+            // database works on both together (a finalize task the completion unblocks is
+            // then claimed by a later claim, not this one). Should a reply be lost after the
+            // commit, the retry's completions are refused (fenced) and the claim's tasks return
+            // to the queue when their leases expire, as for a lost reply to a plain claim.
             let claim_next = if shared.draining.load(Ordering::SeqCst) {
                 0
             } else {
@@ -547,11 +550,28 @@ pub(crate) async fn work(args: &WorkerArgs, backend: Arc<Backend>, threads: usiz
             let call_started = Instant::now();
             let (accepted, claimed_next) = {
                 use tracing::Instrument as _;
-                through_outage(me, "complete", &shared, || {
-                    queue.complete_and_claim(me, &done, claim_next, lease)
-                })
-                .instrument(span)
-                .await?
+                if claim_next > 1 {
+                    let complete =
+                        through_outage(me, "complete", &shared, || queue.complete(me, &done))
+                            .instrument(span);
+                    let claim =
+                        through_outage(me, "claim", &shared, || queue.claim(me, claim_next, lease));
+                    let (accepted, claimed) = tokio::join!(complete, claim);
+                    let claimed = claimed?;
+                    if accepted.is_err() {
+                        // Held already: an exit releases them.
+                        if let Ok(mut m) = shared.in_flight.lock() {
+                            m.extend(claimed.iter().map(|t| (t.run.id, t.run)));
+                        }
+                    }
+                    (accepted?, claimed)
+                } else {
+                    through_outage(me, "complete", &shared, || {
+                        queue.complete_and_claim(me, &done, claim_next, lease)
+                    })
+                    .instrument(span)
+                    .await?
+                }
             };
             if claim_next > 0 {
                 record_claim(&metrics, call_started, &claimed_next);

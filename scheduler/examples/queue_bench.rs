@@ -241,9 +241,10 @@ async fn work(
     let mut stats = WorkerStats::default();
     start.wait().await;
     // As the worker does: one claim to start, then each batch is completed and the next one
-    // claimed in one call (Queue::complete_and_claim); a plain claim again only after a call
-    // that brought nothing. The time of the call that brought a batch counts as its claim
-    // latency, the completion it includes too.
+    // claimed together: in one call at batch 1 (Queue::complete_and_claim), as two calls at
+    // once on two connections above it (Queue::complete and Queue::claim); a plain claim again
+    // only after a round that brought nothing. The time of the round that brought a batch
+    // counts as its claim latency, the completion it includes too.
     let mut claimed = Vec::new();
     let mut claim_ms = 0.0;
     while done.load(Ordering::Relaxed) < target && !stop.load(Ordering::Relaxed) {
@@ -261,7 +262,13 @@ async fn work(
         stats.claim_ms.push(claim_ms);
         let runs: Vec<(TaskRef, Value)> = claimed.iter().map(|c| (c.run, Value::Null)).collect();
         let t = Instant::now();
-        let (accepted, next) = q.complete_and_claim(worker, &runs, batch, lease).await?;
+        let (accepted, next) = if batch > 1 {
+            let (accepted, next) =
+                tokio::join!(q.complete(worker, &runs), q.claim(worker, batch, lease));
+            (accepted?, next?)
+        } else {
+            q.complete_and_claim(worker, &runs, batch, lease).await?
+        };
         claim_ms = t.elapsed().as_secs_f64() * 1e3;
         if accepted.len() != runs.len() {
             return Err(format!(
@@ -368,9 +375,19 @@ async fn run(config: &Config, name: &str) -> Result<Value, BoxError> {
     Ok(json!({
         "system": "constellation",
         "settings": format!(
-            "Queue::complete_and_claim(worker, batch, {}, 300 s lease) per batch (Queue::claim \
-             when there is none); {} tokio tasks, one registered worker id each, pool of {} connections",
-            config.batch, config.workers, config.workers + 1
+            "{} per batch (Queue::claim when there is none); {} tokio tasks, one registered \
+             worker id each, pool of {} connections",
+            if config.batch > 1 {
+                format!(
+                    "Queue::complete and Queue::claim(worker, {}, 300 s lease) at once, on two \
+                     connections,",
+                    config.batch
+                )
+            } else {
+                "Queue::complete_and_claim(worker, batch, 1, 300 s lease)".to_string()
+            },
+            config.workers,
+            config.workers + 1
         ),
         "workers": config.workers,
         "queued_rows": config.rows,

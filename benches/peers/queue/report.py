@@ -58,8 +58,10 @@ WHY = [
     "different rows), probes for the job's other tile rows (`FOR KEY SHARE SKIP LOCKED`) and "
     "appends a `progress` event; unblocking the finalize task after a job's last tile and "
     "ending the job after its finalize task run as further statements only then. A worker "
-    "completes a batch and claims its next in one call (`complete_and_claim`: one round trip "
-    "and one commit per batch), so its claim latency is that call's time, completion included. "
+    "completes a batch and claims its next together: at batch 1 in one call "
+    "(`complete_and_claim`: one round trip and one commit), above it as two calls at once on "
+    "two connections (`complete` and `claim`), so its claim latency is that round's time, "
+    "completion included. "
     "Progress events are announced by the completing process at most every 50 ms rather than "
     "by a NOTIFY per commit. Everything is fenced on (task, attempt, worker); tile completions "
     "do not lock the job row.",
@@ -249,7 +251,8 @@ def markdown(doc: dict) -> str:
     out.append(
         "- **Claim latency** is the time of each fetch call as the worker makes it "
         "(Constellation: `Queue::complete_and_claim`, which completes the previous batch in "
-        "the same statement, or `Queue::claim` for a worker's first batch; graphile_worker: its "
+        "the same statement, or above batch 1 `Queue::complete` and `Queue::claim` run at once; "
+        "`Queue::claim` alone for a worker's first batch; graphile_worker: its "
         "`get_job`/`batch_get_jobs` "
         "statement; PgQueuer: `Queries.dequeue`; Procrastinate: `JobManager.fetch_job`), "
         "counting only fetches that returned work. With batch 64 one claim brings up to 64 "

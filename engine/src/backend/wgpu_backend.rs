@@ -891,15 +891,7 @@ impl WgpuBackend {
             return Ok(());
         };
         self.wait_for(pending.submission)?;
-        match pending.mapped.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(backend_error("reading results back", e)),
-            Err(_) => {
-                return Err(EngineError::Backend(
-                    "wgpu: reading results back: the device never finished".into(),
-                ))
-            }
-        }
+        mapped(&pending.mapped)?;
         let plane_bytes = pending.range.len() * 4;
         {
             let view = lane
@@ -974,15 +966,7 @@ impl WgpuBackend {
                 let _ = sender.send(r);
             });
             self.wait_for(submission)?;
-            match receiver.try_recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(backend_error("reading back", e)),
-                Err(_) => {
-                    return Err(EngineError::Backend(
-                        "wgpu: the read-back never finished".into(),
-                    ))
-                }
-            }
+            mapped(&receiver)?;
             {
                 let view = readback
                     .get_mapped_range(..)
@@ -1211,6 +1195,19 @@ impl WgpuBackend {
             Some(e) => Err(backend_error(what, e)),
             None => Ok(value),
         }
+    }
+}
+
+/// The outcome of a read-back mapping whose submission has been waited for.
+fn mapped(
+    receiver: &mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+) -> Result<()> {
+    match receiver.try_recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(backend_error("reading results back", e)),
+        Err(_) => Err(EngineError::Backend(
+            "wgpu: reading results back: the device never finished".into(),
+        )),
     }
 }
 

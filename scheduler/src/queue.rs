@@ -1,6 +1,7 @@
 //! The queue: submit, claim, heartbeat, complete, fail, reap, cancel — each one statement or
 //! one short transaction against PostgreSQL.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,18 @@ use crate::model::{
     ReapReport, TaskId, TaskInfo, TaskKind, TaskRef, TaskState, Window, WorkerSpec,
 };
 
-/// Claim and complete are functions (migrations/0004_claim_complete_functions.sql; complete's
-/// rare paths run apart since 0005_complete_rare_paths_apart.sql): one round trip each, on
-/// plans cached for the connection's life.
-const CLAIM_SQL: &str = "SELECT * FROM claim_tasks($1, $2, $3)";
+/// Claim and complete are one function, `complete_and_claim`
+/// (migrations/0009_one_claim_complete_function.sql): one round trip each, on plans cached for
+/// the connection's life. A claim alone completes nothing; a completion alone claims nothing.
+const CLAIM_SQL: &str = "SELECT id, job_id, kind, tile_index, attempt, max_attempts, \
+                         lease_expires_at, recipe, params, inputs, trace_context, x_px, y_px, \
+                         width_px, height_px, priority, run_at \
+                         FROM complete_and_claim($1, '{}', '{}', '{}', $2, $3, $4, $5, $6)";
 /// See [`CLAIM_SQL`]; public for tests that hold a completion's transaction open.
-pub const COMPLETE_SQL: &str = "SELECT * FROM complete_tasks($1, $2, $3, $4)";
-const COMPLETE_AND_CLAIM_SQL: &str = "SELECT * FROM complete_and_claim($1, $2, $3, $4, $5, $6)";
+pub const COMPLETE_SQL: &str = "SELECT completed, recheck_job \
+                                FROM complete_and_claim($1, $2, $3, $4, 0, 0, NULL, NULL, NULL)";
+const COMPLETE_AND_CLAIM_SQL: &str =
+    "SELECT * FROM complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
 const FINALIZE_SWEEP_SQL: &str = concat!(
@@ -75,6 +81,22 @@ impl Default for Backoff {
 /// The most often a [`Queue`] announces progress events on [`EVENT_CHANNEL`].
 const PROGRESS_ANNOUNCE_EVERY: Duration = Duration::from_millis(50);
 
+/// The longest a worker claims from its frontier before it claims from the claim order's
+/// head again: how late a task queued behind the frontier (a higher priority, or an earlier
+/// `run_at`) may be claimed while the frontier still has rows.
+pub const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Where a worker's last claim ended in claim order (priority descending, then `run_at`,
+/// then id): its next claim enters the claim index there.
+#[derive(Debug, Clone, Copy)]
+struct Frontier {
+    priority: i32,
+    run_at: DateTime<Utc>,
+    id: TaskId,
+    /// When the worker last claimed from the head.
+    full_claim_at: Instant,
+}
+
 /// A handle on the queue (a connection pool; cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -83,6 +105,8 @@ pub struct Queue {
     /// Shared by the clones: when progress was last announced, and whether an announcement
     /// is already scheduled.
     announced: Arc<Mutex<(Option<Instant>, bool)>>,
+    /// Shared by the clones: each worker's frontier, while its claims bring rows.
+    frontiers: Arc<Mutex<HashMap<Uuid, Frontier>>>,
 }
 
 impl Queue {
@@ -111,6 +135,7 @@ impl Queue {
             pool,
             backoff: Backoff::default(),
             announced: Arc::default(),
+            frontiers: Arc::default(),
         }
     }
 
@@ -245,18 +270,87 @@ impl Queue {
 
     /// Claim up to `n` claimable tasks for `worker`, highest priority first, each with a
     /// lease of `lease`. Never waits on rows another claimer holds.
+    ///
+    /// A worker's claims continue where its last one ended in claim order (its frontier), and
+    /// start from the head again at least every [`FULL_CLAIM_EVERY`] and whenever the frontier
+    /// has fewer than `n` rows left: a task queued behind the frontier meanwhile (a higher
+    /// priority, an earlier `run_at`) waits at most that long, and a claim never comes back
+    /// short while claimable tasks are left.
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
+        let hint = self.frontier_of(worker);
         // One statement: a detected deadlock rolled all of it back; claim again.
         let rows = retry_deadlock(|| async {
             sqlx::query(CLAIM_SQL)
                 .bind(worker)
                 .bind(n)
                 .bind(lease.as_secs_f64())
+                .bind(hint.map(|f| f.priority))
+                .bind(hint.map(|f| f.run_at))
+                .bind(hint.map(|f| f.id))
                 .fetch_all(&self.pool)
                 .await
         })
         .await?;
+        self.advance_frontier(worker, hint, n, &rows)?;
         rows.iter().map(claimed_task).collect()
+    }
+
+    /// The frontier `worker`'s next claim starts from, if it should not start from the head.
+    fn frontier_of(&self, worker: Uuid) -> Option<Frontier> {
+        let frontiers = self.frontiers.lock().ok()?;
+        let frontier = frontiers.get(&worker)?;
+        (frontier.full_claim_at.elapsed() < FULL_CLAIM_EVERY).then_some(*frontier)
+    }
+
+    /// Records where `worker`'s claim of up to `n` rows (`rows`, from `hint` or from the head)
+    /// ended; a claim that brought nothing forgets the frontier.
+    fn advance_frontier(
+        &self,
+        worker: Uuid,
+        hint: Option<Frontier>,
+        n: i64,
+        rows: &[PgRow],
+    ) -> Result<()> {
+        if n <= 0 {
+            return Ok(());
+        }
+        let mut last: Option<(i32, DateTime<Utc>, TaskId)> = None;
+        for r in rows {
+            let key = (
+                r.try_get("priority")?,
+                r.try_get("run_at")?,
+                r.try_get("id")?,
+            );
+            // Claim order: priority descending, then run_at, then id.
+            let order = |k: &(i32, DateTime<Utc>, TaskId)| (std::cmp::Reverse(k.0), k.1, k.2);
+            if last.as_ref().is_none_or(|l| order(&key) > order(l)) {
+                last = Some(key);
+            }
+        }
+        let Ok(mut frontiers) = self.frontiers.lock() else {
+            return Ok(());
+        };
+        match last {
+            Some((priority, run_at, id)) => {
+                let full_claim_at = match hint {
+                    Some(h) => h.full_claim_at,
+                    None => Instant::now(),
+                };
+                frontiers.insert(
+                    worker,
+                    Frontier {
+                        priority,
+                        run_at,
+                        id,
+                        full_claim_at,
+                    },
+                );
+            }
+            None => {
+                frontiers.remove(&worker);
+            }
+        }
+        Ok(())
     }
 
     /// Complete runs of `worker` with their outputs, in one statement. Returns the task ids
@@ -305,6 +399,11 @@ impl Queue {
         lease: Duration,
     ) -> Result<(Vec<TaskId>, Vec<ClaimedTask>)> {
         let (ids, attempts, outputs) = completion_arrays(done);
+        let hint = if n > 0 {
+            self.frontier_of(worker)
+        } else {
+            None
+        };
         // One statement: a detected deadlock rolled back the completion and the claim alike.
         let rows = retry_deadlock(|| async {
             sqlx::query(COMPLETE_AND_CLAIM_SQL)
@@ -314,20 +413,26 @@ impl Queue {
                 .bind(&outputs)
                 .bind(n)
                 .bind(lease.as_secs_f64())
+                .bind(hint.map(|f| f.priority))
+                .bind(hint.map(|f| f.run_at))
+                .bind(hint.map(|f| f.id))
                 .fetch_all(&self.pool)
                 .await
         })
         .await?;
-        let (mut accepted, mut claimed) = (Vec::with_capacity(done.len()), Vec::new());
-        for r in &rows {
+        let (mut accepted, mut claimed, mut claimed_rows) =
+            (Vec::with_capacity(done.len()), Vec::new(), Vec::new());
+        for r in rows {
             let task: Option<TaskId> = r.try_get("completed")?;
             let recheck: Option<Uuid> = r.try_get("recheck_job")?;
             if task.is_some() || recheck.is_some() {
                 self.accept(&mut accepted, task, recheck).await;
             } else {
-                claimed.push(claimed_task(r)?);
+                claimed.push(claimed_task(&r)?);
+                claimed_rows.push(r);
             }
         }
+        self.advance_frontier(worker, hint, n, &claimed_rows)?;
         if !accepted.is_empty() {
             self.announce_progress();
         }
@@ -698,8 +803,7 @@ fn completion_arrays(done: &[(TaskRef, Value)]) -> (Vec<TaskId>, Vec<i32>, Vec<V
     (ids, attempts, outputs)
 }
 
-/// A claimed task from a row of `claim_tasks` (or of `complete_and_claim`, which returns the
-/// same columns).
+/// A claimed task from a claim's row of `complete_and_claim`.
 fn claimed_task(r: &PgRow) -> Result<ClaimedTask> {
     let kind = TaskKind::parse(r.try_get("kind")?)?;
     let tile = match r.try_get::<Option<i32>, _>("tile_index")? {

@@ -586,6 +586,46 @@ async fn higher_priorities_are_claimed_first() {
     assert!(second.iter().all(|t| t.job_id == low));
 }
 
+#[tokio::test]
+async fn claims_continue_from_the_frontier_and_return_to_the_head() {
+    let db = TestDb::new().await;
+    let q = db.queue(2).await;
+    let low = q.submit(&job(6, 0, 1)).await.unwrap();
+    let (w, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let tiles = |claimed: Vec<scheduler::ClaimedTask>| -> Vec<(Uuid, i32)> {
+        let mut tiles: Vec<_> = claimed
+            .iter()
+            .map(|t| (t.job_id, t.tile.unwrap().0))
+            .collect();
+        tiles.sort();
+        tiles
+    };
+    assert_eq!(
+        tiles(q.claim(w, 2, LEASE).await.unwrap()),
+        [(low, 0), (low, 1)]
+    );
+
+    // A higher priority queued now lies behind the worker's frontier (low, tile 1): within
+    // FULL_CLAIM_EVERY of its last claim from the head, the worker continues from there.
+    let high = q.submit(&job(3, 5, 1)).await.unwrap();
+    assert_eq!(
+        tiles(q.claim(w, 2, LEASE).await.unwrap()),
+        [(low, 2), (low, 3)]
+    );
+    // A worker without a frontier starts at the head: the highest priority first.
+    assert_eq!(tiles(q.claim(other, 1, LEASE).await.unwrap()), [(high, 0)]);
+    // Once FULL_CLAIM_EVERY has passed, the worker claims from the head again.
+    tokio::time::sleep(scheduler::queue::FULL_CLAIM_EVERY).await;
+    assert_eq!(tiles(q.claim(w, 1, LEASE).await.unwrap()), [(high, 1)]);
+    // Its frontier (high, tile 1) has one row left; the rest of a larger claim comes from
+    // the head, so a claim never comes back short while claimable rows are left.
+    let mut expected = vec![(high, 2), (low, 4), (low, 5)];
+    expected.sort();
+    assert_eq!(tiles(q.claim(w, 4, LEASE).await.unwrap()), expected);
+    assert!(q.claim(w, 1, LEASE).await.unwrap().is_empty());
+    assert!(q.claim(other, 1, LEASE).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batches_spanning_many_jobs_complete_without_deadlock() {
     let db = TestDb::new().await;

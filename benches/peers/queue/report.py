@@ -39,8 +39,8 @@ ORDER = [
 ]
 
 
-# What each system does per task: facts from each system's code (Constellation's claim_tasks,
-# complete_tasks and complete_and_claim in scheduler/migrations/0004 to 0007; the peers'
+# What each system does per task: facts from each system's code (Constellation's
+# complete_and_claim in scheduler/migrations/0009 and its frontier in Queue; the peers'
 # statements as installed), which explain the tables above; the numbers themselves are only
 # in the tables.
 WHY = [
@@ -48,8 +48,10 @@ WHY = [
     "",
     "What each system writes per task (read from each system's SQL):",
     "",
-    "- **Constellation** claims with one statement that locks up to n queued rows through the "
-    "partial claim index (`FOR UPDATE SKIP LOCKED`), marks them running with a lease, starts the "
+    "- **Constellation** claims by locking up to n queued rows through the partial claim index "
+    "(`FOR NO KEY UPDATE SKIP LOCKED`), entered where the worker's last claim ended (its "
+    "frontier; from the head when that has too few rows left, and at least every second), "
+    "marks them running with a lease, starts the "
     "job on its first claim and returns each task with its job's recipe, parameters and inputs "
     "and its tile's window (joins on `job` and `tile`). It completes with one statement that "
     "locks the runs in id order, deletes them from `task`, inserts them into `task_history` "

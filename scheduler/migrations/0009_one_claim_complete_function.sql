@@ -11,7 +11,10 @@
 -- * the history rows take each run's output from the DELETE's RETURNING (the locked rows
 --   carry it from the input), where a merge join re-read the input, sorted and made distinct;
 -- * the rows come back unsorted: the function files finalize tasks and finished jobs apart,
---   and the statements that lock those lock them in id order themselves.
+--   and the statements that lock those lock them in id order themselves;
+-- * the probe for another tile row of the job that is not being deleted (case (b)) runs
+--   first, and the look for one visible in the snapshot (case (a)) only where it found
+--   none, at a job's end: the two decide as before, in the same statement and snapshot.
 -- What the statements do, their locks and their fences are unchanged (0004, 0005 and 0008
 -- argue for them).
 --
@@ -89,33 +92,39 @@ BEGIN
                 ON CONFLICT (job_id, shard) DO UPDATE SET tiles = g.tiles + excluded.tiles
             ), tile_jobs AS (
                 -- Per job with tiles completed here: its progress with them, and another tile
-                -- row of the job visible in this statement's snapshot, if any (0005).
+                -- row of the job that is neither deleted nor being deleted, if any (the probe
+                -- of case (b), from the highest id down: 0005).
                 SELECT p.job_id, p.tiles, p.ids, p.tile_indices, j.tiles_total,
                        j.finalize_task_id,
                        j.tiles_succeeded + p.tiles
                            + coalesce((SELECT sum(g.tiles) FROM job_progress g
                                        WHERE g.job_id = p.job_id), 0)::int AS tiles_succeeded,
-                       (SELECT t.id FROM task t
-                        WHERE t.job_id BETWEEN p.job_id AND p.job_id
-                          AND t.kind = 'tile' AND t.id <> ALL (p.ids)
-                        ORDER BY t.job_id DESC, t.id DESC
-                        LIMIT 1) AS other_tile
+                       free.id AS free_tile
                 FROM per_job p
                 JOIN job j ON j.id = p.job_id
-                WHERE p.tiles > 0
-            ), probed AS (
-                -- (b): whether some other tile row is neither deleted nor being deleted.
-                SELECT tj.job_id, free.id IS NOT NULL AS pending
-                FROM tile_jobs tj
                 LEFT JOIN LATERAL (
                     SELECT t.id FROM task t
-                    WHERE t.job_id BETWEEN tj.job_id AND tj.job_id
-                      AND t.kind = 'tile' AND t.id <> ALL (tj.ids)
+                    WHERE t.job_id BETWEEN p.job_id AND p.job_id
+                      AND t.kind = 'tile' AND t.id <> ALL (p.ids)
                     ORDER BY t.job_id DESC, t.id DESC
                     LIMIT 1
                     FOR KEY SHARE OF t SKIP LOCKED
                 ) free ON true
-                WHERE tj.other_tile IS NOT NULL
+                WHERE p.tiles > 0
+            ), ends AS (
+                -- Jobs none of whose other tile rows is free: whether any is still visible in
+                -- this statement's snapshot (being deleted by a concurrent completion: (b),
+                -- a recheck after the commit) or none is (the job's last tiles: (a)). Until
+                -- 0009 every completion looked for a visible row first and probed with the
+                -- lock second; the order is reversed so that only a job's end pays for both.
+                SELECT tj.job_id, tj.finalize_task_id,
+                       (SELECT t.id FROM task t
+                        WHERE t.job_id BETWEEN tj.job_id AND tj.job_id
+                          AND t.kind = 'tile' AND t.id <> ALL (tj.ids)
+                        ORDER BY t.job_id DESC, t.id DESC
+                        LIMIT 1) IS NOT NULL AS others_visible
+                FROM tile_jobs tj
+                WHERE tj.free_tile IS NULL
             ), events AS (
                 INSERT INTO event (job_id, kind, payload)
                 SELECT job_id, 'progress',
@@ -128,9 +137,9 @@ BEGIN
                    NULL::uuid AS finished
             FROM done
             UNION ALL
-            SELECT NULL, job_id, NULL, NULL FROM probed WHERE NOT pending
+            SELECT NULL, job_id, NULL, NULL FROM ends WHERE others_visible
             UNION ALL
-            SELECT NULL, NULL, finalize_task_id, NULL FROM tile_jobs WHERE other_tile IS NULL
+            SELECT NULL, NULL, finalize_task_id, NULL FROM ends WHERE NOT others_visible
             UNION ALL
             SELECT NULL, NULL, NULL, job_id FROM per_job WHERE finalized
         LOOP

@@ -81,9 +81,10 @@ impl Default for Backoff {
 /// The most often a [`Queue`] announces progress events on [`EVENT_CHANNEL`].
 const PROGRESS_ANNOUNCE_EVERY: Duration = Duration::from_millis(50);
 
-/// The longest a worker claims from its frontier before it claims from the claim order's
-/// head again: how late a task queued behind the frontier (a higher priority, or an earlier
-/// `run_at`) may be claimed while the frontier still has rows.
+/// By default, the longest a worker claims from its frontier before it claims from the claim
+/// order's head again: how late a task queued behind the frontier (a higher priority, or an
+/// earlier `run_at`) may be claimed while the frontier still has rows
+/// ([`Queue::with_full_claim_every`]).
 pub const FULL_CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a worker's last claim ended in claim order (priority descending, then `run_at`,
@@ -107,6 +108,8 @@ pub struct Queue {
     announced: Arc<Mutex<(Option<Instant>, bool)>>,
     /// Shared by the clones: each worker's frontier, while its claims bring rows.
     frontiers: Arc<Mutex<HashMap<Uuid, Frontier>>>,
+    /// How often a worker claims from the head at least.
+    full_claim_every: Duration,
 }
 
 impl Queue {
@@ -136,12 +139,20 @@ impl Queue {
             backoff: Backoff::default(),
             announced: Arc::default(),
             frontiers: Arc::default(),
+            full_claim_every: FULL_CLAIM_EVERY,
         }
     }
 
     /// The same queue with another retry backoff.
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// The same queue (sharing its workers' frontiers) with another longest time between a
+    /// worker's claims from the head; zero makes every claim start there.
+    pub fn with_full_claim_every(mut self, every: Duration) -> Self {
+        self.full_claim_every = every;
         self
     }
 
@@ -272,7 +283,7 @@ impl Queue {
     /// lease of `lease`. Never waits on rows another claimer holds.
     ///
     /// A worker's claims continue where its last one ended in claim order (its frontier), and
-    /// start from the head again at least every [`FULL_CLAIM_EVERY`] and whenever the frontier
+    /// start from the head again at least every [`FULL_CLAIM_EVERY`] (by default) and whenever the frontier
     /// has fewer than `n` rows left: a task queued behind the frontier meanwhile (a higher
     /// priority, an earlier `run_at`) waits at most that long, and a claim never comes back
     /// short while claimable tasks are left.
@@ -299,7 +310,7 @@ impl Queue {
     fn frontier_of(&self, worker: Uuid) -> Option<Frontier> {
         let frontiers = self.frontiers.lock().ok()?;
         let frontier = frontiers.get(&worker)?;
-        (frontier.full_claim_at.elapsed() < FULL_CLAIM_EVERY).then_some(*frontier)
+        (frontier.full_claim_at.elapsed() < self.full_claim_every).then_some(*frontier)
     }
 
     /// Records where `worker`'s claim of up to `n` rows (`rows`, from `hint` or from the head)

@@ -589,7 +589,14 @@ async fn higher_priorities_are_claimed_first() {
 #[tokio::test]
 async fn claims_continue_from_the_frontier_and_return_to_the_head() {
     let db = TestDb::new().await;
-    let q = db.queue(2).await;
+    // Far longer than the test, so no claim goes back to the head for its age; `at_head`
+    // shares the frontiers and claims from the head every time, as a claim does once
+    // FULL_CLAIM_EVERY has passed.
+    let q = db
+        .queue(2)
+        .await
+        .with_full_claim_every(Duration::from_secs(3600));
+    let at_head = q.clone().with_full_claim_every(Duration::ZERO);
     let low = q.submit(&job(6, 0, 1)).await.unwrap();
     let (w, other) = (Uuid::new_v4(), Uuid::new_v4());
     let tiles = |claimed: Vec<scheduler::ClaimedTask>| -> Vec<(Uuid, i32)> {
@@ -605,25 +612,46 @@ async fn claims_continue_from_the_frontier_and_return_to_the_head() {
         [(low, 0), (low, 1)]
     );
 
-    // A higher priority queued now lies behind the worker's frontier (low, tile 1): within
-    // FULL_CLAIM_EVERY of its last claim from the head, the worker continues from there.
+    // A higher priority queued now lies behind the worker's frontier (low, tile 1): the
+    // worker continues from its frontier...
     let high = q.submit(&job(3, 5, 1)).await.unwrap();
     assert_eq!(
         tiles(q.claim(w, 2, LEASE).await.unwrap()),
         [(low, 2), (low, 3)]
     );
-    // A worker without a frontier starts at the head: the highest priority first.
+    // ...where a worker without a frontier starts at the head: the highest priority first.
     assert_eq!(tiles(q.claim(other, 1, LEASE).await.unwrap()), [(high, 0)]);
-    // Once FULL_CLAIM_EVERY has passed, the worker claims from the head again.
-    tokio::time::sleep(scheduler::queue::FULL_CLAIM_EVERY).await;
-    assert_eq!(tiles(q.claim(w, 1, LEASE).await.unwrap()), [(high, 1)]);
-    // Its frontier (high, tile 1) has one row left; the rest of a larger claim comes from
+    // A claim from the head takes the higher priority.
+    assert_eq!(
+        tiles(at_head.claim(w, 1, LEASE).await.unwrap()),
+        [(high, 1)]
+    );
+    // The frontier (high, tile 1) has one row left; the rest of a larger claim comes from
     // the head, so a claim never comes back short while claimable rows are left.
     let mut expected = vec![(high, 2), (low, 4), (low, 5)];
     expected.sort();
     assert_eq!(tiles(q.claim(w, 4, LEASE).await.unwrap()), expected);
     assert!(q.claim(w, 1, LEASE).await.unwrap().is_empty());
     assert!(q.claim(other, 1, LEASE).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_goes_back_to_the_head_once_full_claim_every_has_passed() {
+    let db = TestDb::new().await;
+    let q = db
+        .queue(2)
+        .await
+        .with_full_claim_every(Duration::from_millis(200));
+    let low = q.submit(&job(4, 0, 1)).await.unwrap();
+    let w = Uuid::new_v4();
+    assert_eq!(q.claim(w, 1, LEASE).await.unwrap()[0].job_id, low);
+    let high = q.submit(&job(1, 5, 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let claimed = q.claim(w, 1, LEASE).await.unwrap();
+    assert_eq!(
+        claimed[0].job_id, high,
+        "the higher priority waited at most 200 ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -427,9 +427,18 @@ def markdown(doc: dict) -> str:
         out.append("")
         out.append("| variant | W | batch | long txn | tasks/s | p50 | p99 |")
         out.append("|---|---:|---:|---|---:|---:|---:|")
+        # Per configuration, the matrix's run once and then each round's diagnostic run.
+        order = []
         for d in diagnostics:
-            base = find(runs, "constellation", d["batch"], d["workers"], d["queued_rows"], d["long_txn"])
-            for name, r in (("jobs of 10 000 tiles (matrix)", base), (d["variant"], d)):
+            key = (d["batch"], d["workers"], d["queued_rows"], d["long_txn"])
+            if key not in order:
+                order.append(key)
+        for key in order:
+            batch, workers, rows, long_txn = key
+            base = find(runs, "constellation", batch, workers, rows, long_txn)
+            same = [d for d in diagnostics
+                    if (d["batch"], d["workers"], d["queued_rows"], d["long_txn"]) == key]
+            for name, r in [("jobs of 10 000 tiles (matrix)", base)] + [(d["variant"], d) for d in same]:
                 if r is None:
                     continue
                 out.append(

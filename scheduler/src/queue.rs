@@ -373,6 +373,10 @@ impl Queue {
     /// should the recheck fail, the sweep in [`Queue::reap`] does it, so the completion still
     /// counts and its error is not returned.
     pub async fn complete(&self, worker: Uuid, done: &[(TaskRef, Value)]) -> Result<Vec<TaskId>> {
+        if done.is_empty() {
+            // Nothing to complete (a batch whose every run failed): no round trip.
+            return Ok(Vec::new());
+        }
         let (ids, attempts, outputs) = completion_arrays(done);
         // One statement: a detected deadlock rolled all of it back, so running it again
         // cannot count anything twice (the locks are ordered; this is the safety net).

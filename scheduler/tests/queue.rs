@@ -636,6 +636,16 @@ async fn claims_continue_from_the_frontier_and_return_to_the_head() {
 }
 
 #[tokio::test]
+async fn completing_nothing_makes_no_round_trip() {
+    let db = TestDb::new().await;
+    let q = db.queue(1).await;
+    q.pool().close().await;
+    // With the pool closed, any statement would fail.
+    assert!(q.complete(Uuid::new_v4(), &[]).await.unwrap().is_empty());
+    assert!(q.claim(Uuid::new_v4(), 1, LEASE).await.is_err());
+}
+
+#[tokio::test]
 async fn a_worker_goes_back_to_the_head_once_full_claim_every_has_passed() {
     let db = TestDb::new().await;
     let q = db

@@ -15,6 +15,9 @@
 -- * the probe for another tile row of the job that is not being deleted (case (b)) runs
 --   first, and the look for one visible in the snapshot (case (a)) only where it found
 --   none, at a job's end: the two decide as before, in the same statement and snapshot.
+-- And a claim can start at the worker's frontier ($7, $8, $9: the priority, run_at and id
+-- where its last claim ended, kept by Queue), entering the claim index there instead of at
+-- its head; see the claim below.
 -- What the statements do, their locks and their fences are unchanged (0004, 0005 and 0008
 -- argue for them).
 --

@@ -21,16 +21,14 @@ use crate::model::{
 
 /// Claim and complete are one function, `complete_and_claim`
 /// (migrations/0009_one_claim_complete_function.sql): one round trip each, on plans cached for
-/// the connection's life. A claim alone completes nothing; a completion alone claims nothing.
-const CLAIM_SQL: &str = "SELECT id, job_id, kind, tile_index, attempt, max_attempts, \
-                         lease_expires_at, recipe, params, inputs, trace_context, x_px, y_px, \
-                         width_px, height_px, priority, run_at \
-                         FROM complete_and_claim($1, '{}', '{}', '{}', $2, $3, $4, $5, $6)";
-/// See [`CLAIM_SQL`]; public for tests that hold a completion's transaction open.
-pub const COMPLETE_SQL: &str = "SELECT completed, recheck_job \
-                                FROM complete_and_claim($1, $2, $3, $4, 0, 0, NULL, NULL, NULL)";
+/// the connection's life. A claim alone is a call that completes nothing; a completion alone
+/// claims nothing.
 const COMPLETE_AND_CLAIM_SQL: &str =
     "SELECT * FROM complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// A completion alone (`complete_and_claim` claiming nothing); public for tests that hold
+/// a completion's transaction open.
+pub const COMPLETE_SQL: &str = "SELECT completed, recheck_job \
+                                FROM complete_and_claim($1, $2, $3, $4, 0, 0, NULL, NULL, NULL)";
 const FAIL_RETRY_SQL: &str = include_str!("../sql/fail_retry.sql");
 const FAIL_TERMINAL_SQL: &str = include_str!("../sql/fail_terminal.sql");
 const FINALIZE_SWEEP_SQL: &str = concat!(
@@ -283,27 +281,13 @@ impl Queue {
     /// lease of `lease`. Never waits on rows another claimer holds.
     ///
     /// A worker's claims continue where its last one ended in claim order (its frontier), and
-    /// start from the head again at least every [`FULL_CLAIM_EVERY`] (by default) and whenever the frontier
-    /// has fewer than `n` rows left: a task queued behind the frontier meanwhile (a higher
-    /// priority, an earlier `run_at`) waits at most that long, and a claim never comes back
-    /// short while claimable tasks are left.
+    /// start from the head again at least every [`FULL_CLAIM_EVERY`] (by default) and
+    /// whenever the frontier has fewer than `n` rows left: a task queued behind the frontier
+    /// meanwhile (a higher priority, an earlier `run_at`) waits at most that long, and a claim
+    /// never comes back short while claimable tasks are left.
     pub async fn claim(&self, worker: Uuid, n: i64, lease: Duration) -> Result<Vec<ClaimedTask>> {
-        let hint = self.frontier_of(worker);
-        // One statement: a detected deadlock rolled all of it back; claim again.
-        let rows = retry_deadlock(|| async {
-            sqlx::query(CLAIM_SQL)
-                .bind(worker)
-                .bind(n)
-                .bind(lease.as_secs_f64())
-                .bind(hint.map(|f| f.priority))
-                .bind(hint.map(|f| f.run_at))
-                .bind(hint.map(|f| f.id))
-                .fetch_all(&self.pool)
-                .await
-        })
-        .await?;
-        self.advance_frontier(worker, hint, n, &rows)?;
-        rows.iter().map(claimed_task).collect()
+        // A call that completes nothing runs the claim alone.
+        Ok(self.complete_and_claim(worker, &[], n, lease).await?.1)
     }
 
     /// The frontier `worker`'s next claim starts from, if it should not start from the head.
